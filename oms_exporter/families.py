@@ -1,0 +1,205 @@
+"""Every per-project metric in one table: name, HELP, type, and how to compute its samples.
+
+Reviewing the metrics contract happens here; golden tests compare the exposition lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Final, Literal
+
+from prometheus_client.utils import floatToGoString
+
+from oms_exporter.model import ALL_STATUSES, FEATURES
+from oms_exporter.store import ProjectState
+
+# (extra label text such as ',status="RUNNING"', value)
+Sample = tuple[str, float]
+MetricType = Literal["gauge", "counter", "info"]
+
+
+def escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def label(name: str, value: str) -> str:
+    return f',{name}="{escape_label(value)}"'
+
+
+def format_value(value: float) -> str:
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    name: str
+    help: str
+    type: MetricType
+    samples: Callable[[ProjectState], Iterable[Sample]]
+    # Withheld once a failing project's last success is older than the stale window.
+    hidden_when_stale: bool = False
+
+
+def _up(state: ProjectState) -> Iterable[Sample]:
+    yield "", 1.0 if state.up else 0.0
+
+
+def _status(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is None:
+        return
+    current = state.progress.status
+    for status in ALL_STATUSES:
+        yield label("status", status), 1.0 if status == current else 0.0
+
+
+def _step(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is not None and state.progress.current_step is not None:
+        yield label("step", state.progress.current_step), 1.0
+
+
+def _info(state: ProjectState) -> Iterable[Sample]:
+    progress = state.progress
+    if progress is None:
+        return
+    labels = (
+        label("api", progress.api.value)
+        + label("kind", progress.kind.value)
+        + label("alarm_level", progress.alarm_level)
+    )
+    yield labels, 1.0
+
+
+def _features(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is None:
+        return
+    for feature in FEATURES:
+        yield label("feature", feature), 1.0 if state.progress.features[feature] else 0.0
+
+
+def _struct_progress(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is not None and state.progress.struct_progress_ratio is not None:
+        yield "", state.progress.struct_progress_ratio
+
+
+def _full_progress(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is not None and state.progress.full_progress_ratio is not None:
+        yield "", state.progress.full_progress_ratio
+
+
+def _checkpoints(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is None:
+        return
+    for point in state.progress.checkpoints:
+        if point.seconds is not None:
+            yield label("direction", point.direction), point.seconds
+
+
+def _last_success(state: ProjectState) -> Iterable[Sample]:
+    if state.last_success_seconds is not None:
+        yield "", state.last_success_seconds
+
+
+def _errors(state: ProjectState) -> Iterable[Sample]:
+    for reason, count in sorted(state.errors.items()):
+        yield label("reason", reason.value), float(count)
+
+
+PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
+    Family("oms_project_up", "1 if the last poll of this project succeeded, else 0.", "gauge", _up),
+    Family(
+        "oms_project_status",
+        "Project status reported by OMS, one-hot; UNKNOWN for values this exporter does not know.",
+        "gauge",
+        _status,
+    ),
+    Family("oms_project_current_step", "Current step of the project, always 1.", "gauge", _step),
+    Family(
+        "oms_project_info",
+        "Project facts: the API that answered, its kind and OMS alarm (protection) level.",
+        "info",
+        _info,
+    ),
+    Family(
+        "oms_project_feature_enabled",
+        "1 if the project has this stage (struct, full, incr, reverse_incr), else 0.",
+        "gauge",
+        _features,
+    ),
+    Family(
+        "oms_project_struct_progress_ratio",
+        "Structure migration progress, 0 to 1.",
+        "gauge",
+        _struct_progress,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_progress_ratio",
+        "Full data migration progress, 0 to 1.",
+        "gauge",
+        _full_progress,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_incr_sync_checkpoint_timestamp_seconds",
+        "Incremental sync checkpoint as unix time, when OMS reports a timestamp.",
+        "gauge",
+        _checkpoints,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_last_success_timestamp_seconds",
+        "Unix time of the last successful poll of this project.",
+        "gauge",
+        _last_success,
+    ),
+    Family(
+        "oms_project_poll_errors",
+        "Failed polls of this project by reason.",
+        "counter",
+        _errors,
+    ),
+)
+
+LAG_FAMILY_NAME: Final = "oms_project_incr_sync_lag_seconds"
+LAG_HELP: Final = (
+    "Incremental sync lag: time of this scrape minus the checkpoint, 0 if the checkpoint is ahead."
+)
+SKEW_FAMILY_NAME: Final = "oms_clock_skew_seconds"
+SKEW_HELP: Final = (
+    "How far the newest incremental checkpoint of this OMS is ahead of the exporter's clock; "
+    "above 0 means OMS's clock runs ahead."
+)
+
+
+def sample_name(family: Family) -> str:
+    return family.name + "_total" if family.type == "counter" else family.name
+
+
+def header(family: Family, *, openmetrics: bool, poll_note: str) -> str:
+    """Render HELP and TYPE; OpenMetrics names counters and info without their suffix."""
+    name = family.name
+    kind: str = family.type
+    if kind == "info":
+        if openmetrics:
+            name = name.removesuffix("_info")
+        else:
+            kind = "gauge"
+    elif kind == "counter" and not openmetrics:
+        name = sample_name(family)
+    text = f"{family.help} {poll_note}".replace("\\", "\\\\").replace("\n", "\\n")
+    return f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
+
+
+def render_family(family: Family, state: ProjectState, base_labels: str) -> str:
+    """Render one project's lines of one family."""
+    name = sample_name(family)
+    return "".join(
+        f"{name}{{{base_labels}{extra}}} {format_value(value)}\n"
+        for extra, value in family.samples(state)
+    )
+
+
+def base_labels(state: ProjectState) -> str:
+    return f'oms="{escape_label(state.oms)}",project_id="{escape_label(state.project_id)}"'

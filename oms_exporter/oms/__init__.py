@@ -1,0 +1,1 @@
+"""The upstream: one client interface over OMS's three progress APIs."""

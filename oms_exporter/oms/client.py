@@ -1,0 +1,130 @@
+"""One interface over the three OMS APIs, detecting which one a server speaks."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Final, Literal
+
+from oms_exporter.model import Api, Kind, ProjectProgress
+from oms_exporter.oms import v3, v4
+from oms_exporter.oms.errors import (
+    OmsAuthFailed,
+    OmsDecodeError,
+    OmsError,
+    OmsHttpError,
+    OmsInvalidAnswer,
+    OmsProjectNotFound,
+    is_transient,
+)
+from oms_exporter.oms.transport import Transport
+from oms_exporter.settings import ApiChoice
+
+log = logging.getLogger(__name__)
+
+Server = Literal["v4", "v3"]
+_SERVER_OF_CHOICE: Final[dict[ApiChoice, Server | None]] = {
+    "auto": None,
+    "v4": "v4",
+    "v3-migration": "v3",
+    "v3-sync": "v3",
+}
+# What a 3.3 OMS (nginx) answers on the 4.x path, and a 4.x OMS on a 3.3 path.
+_WRONG_API_STATUSES: Final = frozenset({404, 405})
+
+
+def _wrong_path(error: OmsError) -> bool:
+    return isinstance(error, OmsProjectNotFound) or (
+        isinstance(error, OmsHttpError) and error.status in _WRONG_API_STATUSES
+    )
+
+
+class OmsClient:
+    """Fetch any project's progress from one OMS; cache what detection learned."""
+
+    def __init__(self, *, transport: Transport, api: ApiChoice, oms_name: str) -> None:
+        self._transport = transport
+        self._choice = api
+        self._oms_name = oms_name
+        self._server: Server | None = _SERVER_OF_CHOICE[api]
+        self._v3_apis: dict[str, Api] = {}
+        self._v4_details: dict[str, tuple[Kind, str | None]] = {}
+
+    @property
+    def server_api(self) -> Server | None:
+        """The API family this OMS speaks, once known."""
+        return self._server
+
+    def forget(self, project_id: str) -> None:
+        """Drop what was learned about a project no longer polled."""
+        self._v3_apis.pop(project_id, None)
+        self._v4_details.pop(project_id, None)
+
+    async def fetch_progress(self, project_id: str) -> ProjectProgress:
+        if self._server is None:
+            return await self._detect(project_id)
+        if self._server == "v4":
+            return await self._fetch_v4(project_id)
+        return await self._fetch_v3(project_id)
+
+    async def _detect(self, project_id: str) -> ProjectProgress:
+        try:
+            progress = await self._fetch_v4(project_id)
+        except (OmsDecodeError, OmsInvalidAnswer):
+            raise  # not an OMS envelope: no conclusion about the API yet
+        except OmsHttpError as error:
+            if error.status not in _WRONG_API_STATUSES:
+                raise
+            self._learn("v3")
+            return await self._fetch_v3(project_id)
+        except OmsError as error:
+            if not is_transient(error) and not isinstance(error, OmsAuthFailed):
+                self._learn("v4")  # a well-formed OMS envelope came back from the 4.x path
+            raise
+        self._learn("v4")
+        return progress
+
+    def _learn(self, server: Server) -> None:
+        if self._server != server:
+            self._server = server
+            family = "4.x" if server == "v4" else "3.3"
+            log.info(
+                "OMS %s speaks the %s API", self._oms_name, family, extra={"oms": self._oms_name}
+            )
+
+    async def _fetch_v4(self, project_id: str) -> ProjectProgress:
+        body = await v4.call(self._transport, "DescribeProjectProgress", {"id": project_id})
+        progress = v4.parse_progress(project_id, body)
+        details = self._v4_details.get(project_id)
+        if details is None:
+            details = await self._describe_v4(project_id)
+        if details is None:
+            return progress
+        return dataclasses.replace(progress, kind=details[0], name=details[1])
+
+    async def _describe_v4(self, project_id: str) -> tuple[Kind, str | None] | None:
+        """Learn a project's type and name once; ``None`` means try again next poll."""
+        try:
+            body = await v4.call(self._transport, "DescribeProject", {"id": project_id})
+            details = v4.parse_project(body)
+        except OmsError as error:
+            if is_transient(error):
+                return None
+            details = (Kind.UNKNOWN, None)
+        self._v4_details[project_id] = details
+        return details
+
+    async def _fetch_v3(self, project_id: str) -> ProjectProgress:
+        if self._choice in ("v3-migration", "v3-sync"):
+            return await v3.fetch(self._transport, Api(self._choice), project_id)
+        known = self._v3_apis.get(project_id)
+        if known is not None:
+            return await v3.fetch(self._transport, known, project_id)
+        try:
+            progress = await v3.fetch(self._transport, Api.V3_MIGRATION, project_id)
+        except OmsError as error:
+            if not _wrong_path(error):
+                raise
+            progress = await v3.fetch(self._transport, Api.V3_SYNC, project_id)
+        self._v3_apis[project_id] = progress.api
+        return progress

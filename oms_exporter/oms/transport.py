@@ -1,0 +1,128 @@
+"""One HTTP exchange with OMS: bounded, timed, size-capped, and failures classified."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from oms_exporter.model import Reason
+from oms_exporter.oms.envelope import classify_http_status
+from oms_exporter.oms.errors import (
+    OmsConnectionError,
+    OmsDecodeError,
+    OmsError,
+    OmsTimeout,
+)
+
+# Called once per request with its duration and, if it failed, why.
+RequestObserver = Callable[[float, Reason | None], None]
+
+
+def _ignore(_duration: float, _reason: Reason | None) -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+
+
+def make_ssl_context(*, ca_file: Path | None, insecure_skip_verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    if insecure_skip_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def make_session(
+    *,
+    username: str | None,
+    password: str | None,
+    timeout_seconds: float,
+    max_concurrency: int,
+    ssl_context: ssl.SSLContext | None = None,
+) -> aiohttp.ClientSession:
+    """Create the one session an OMS target uses for its whole life."""
+    auth = aiohttp.BasicAuth(username, password or "") if username else None
+    connector = aiohttp.TCPConnector(
+        limit=max_concurrency, ssl=ssl_context if ssl_context is not None else True
+    )
+    return aiohttp.ClientSession(
+        auth=auth,
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+        headers={"Accept": "application/json"},
+        raise_for_status=False,
+    )
+
+
+class Transport:
+    """Send requests to one OMS, never more than ``max_concurrency`` at once."""
+
+    def __init__(
+        self,
+        *,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        max_concurrency: int,
+        max_response_bytes: int,
+        observer: RequestObserver = _ignore,
+    ) -> None:
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_response_bytes = max_response_bytes
+        self._observer = observer
+
+    async def request(self, method: str, path: str, *, json_body: Any = None) -> Answer:
+        """Send one request; return any answer with a status below 400, raise otherwise."""
+        async with self._slots:
+            started = time.perf_counter()
+            reason: Reason | None = None
+            try:
+                answer = await self._exchange(method, path, json_body)
+                if answer.status >= 400:
+                    raise classify_http_status(answer.status, answer.body)
+                return answer
+            except OmsError as error:
+                reason = error.reason
+                raise
+            finally:
+                self._observer(time.perf_counter() - started, reason)
+
+    async def _exchange(self, method: str, path: str, json_body: Any) -> Answer:
+        url = self._base_url + path
+        try:
+            async with self._session.request(method, url, json=json_body) as response:
+                body = await self._read_capped(response)
+                return Answer(status=response.status, body=body)
+        except TimeoutError:
+            raise OmsTimeout("no answer within the request timeout") from None
+        except aiohttp.ClientPayloadError:
+            raise OmsDecodeError("answer was cut off") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+            raise OmsConnectionError(f"cannot reach OMS: {detail}") from None
+
+    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
+        """Read the body without ever holding more than the cap in memory."""
+        limit = self._max_response_bytes
+        if response.content_length is not None and response.content_length > limit:
+            raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
+            chunks.append(chunk)
+        return b"".join(chunks)

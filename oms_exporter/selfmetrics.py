@@ -1,0 +1,107 @@
+"""The exporter's own health, kept in a private prometheus-client registry."""
+
+from __future__ import annotations
+
+import contextlib
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.platform_collector import PlatformCollector
+
+from oms_exporter import __version__
+from oms_exporter.model import Reason
+from oms_exporter.oms.transport import RequestObserver
+
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class SelfMetrics:
+    """Exporter-level and OMS-level metrics; bounded labels only (``oms``, ``reason``)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Gauge(
+            "oms_exporter_build_info", "Build of this exporter, always 1.", ["version"], registry=r
+        ).labels(__version__).set(1)
+        self.oms_up = Gauge(
+            "oms_up",
+            "1 if this OMS answered well-formed API responses in the last poll round, else 0.",
+            ["oms"],
+            registry=r,
+        )
+        self.requests = Counter(
+            "oms_api_requests", "HTTP requests sent to this OMS's API.", ["oms"], registry=r
+        )
+        self.request_errors = Counter(
+            "oms_api_request_errors",
+            "Failed HTTP requests to this OMS's API by reason.",
+            ["oms", "reason"],
+            registry=r,
+        )
+        self.request_duration = Histogram(
+            "oms_api_request_duration_seconds",
+            "Duration of HTTP requests to this OMS's API.",
+            ["oms"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.projects = Gauge(
+            "oms_exporter_projects", "Projects polled on this OMS.", ["oms"], registry=r
+        )
+        self.round_duration = Gauge(
+            "oms_exporter_last_poll_round_duration_seconds",
+            "How long the last poll round took.",
+            registry=r,
+        )
+        self.round_timestamp = Gauge(
+            "oms_exporter_last_poll_round_timestamp_seconds",
+            "Unix time the last poll round ended; old while the poller is wedged.",
+            registry=r,
+        )
+        self.rounds = Counter("oms_exporter_poll_rounds", "Poll rounds completed.", registry=r)
+        self.poll_interval = Gauge(
+            "oms_exporter_poll_interval_seconds", "Configured seconds between polls.", registry=r
+        )
+        self.reload_ok = Gauge(
+            "oms_exporter_config_last_reload_successful",
+            "1 if the last configuration reload succeeded (or none was tried), else 0.",
+            registry=r,
+        )
+        self.reload_timestamp = Gauge(
+            "oms_exporter_config_last_reload_success_timestamp_seconds",
+            "Unix time of the last successful configuration load.",
+            registry=r,
+        )
+        self.reload_ok.set(1)
+        self.reload_timestamp.set_to_current_time()
+
+    def request_observer(self, oms: str) -> RequestObserver:
+        """Bind the per-request metrics of one OMS, so the transport stays metric-agnostic."""
+        requests = self.requests.labels(oms)
+        duration = self.request_duration.labels(oms)
+        errors = self.request_errors
+
+        def observe(seconds: float, reason: Reason | None) -> None:
+            requests.inc()
+            duration.observe(seconds)
+            if reason is not None:
+                errors.labels(oms, reason.value).inc()
+
+        return observe
+
+    def forget_oms(self, oms: str) -> None:
+        """Drop the series of an OMS removed by a reload."""
+        for metric in (self.oms_up, self.requests, self.request_duration, self.projects):
+            with contextlib.suppress(KeyError):
+                metric.remove(oms)
+        for reason in Reason:
+            with contextlib.suppress(KeyError):
+                self.request_errors.remove(oms, reason.value)

@@ -1,0 +1,508 @@
+"""Deterministic OMS projects: what each one answers at a given moment, without any I/O.
+
+A project's answer is a pure function of its definition, the current unix time and the
+time the simulator started, so tests move projects through their lifecycle by moving an
+injected clock instead of sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Final, Literal, get_args
+
+Api = Literal["v4", "v3"]
+Kind = Literal["migration", "sync"]
+
+#: Per-project faults; transport faults are acted out by the app, data faults here.
+Fault = Literal[
+    "none",
+    "hang",
+    "slow",
+    "http_500",
+    "http_502_html",
+    "broken_json",
+    "success_false",
+    "not_found",
+    "oversized",
+    "future_checkpoint",
+    "pascal_case",
+    "string_numbers",
+    "out_of_range",
+]
+FAULTS: Final = frozenset(get_args(Fault))
+#: Faults drawn at random for a `fault_rate` share of requests: the ones a retry cures.
+TRANSIENT_FAULTS: Final = ("http_500", "http_502_html", "broken_json")
+
+# Lifecycle phases, in order; durations in lifecycle seconds at time_scale 1.0.
+PRECHECK, STRUCT, FULL, INCR, SWITCH = range(5)
+PRECHECK_SECONDS: Final = 15.0
+STRUCT_SECONDS: Final = 30.0
+FULL_SECONDS: Final = 120.0
+INCR_SECONDS: Final = 60.0  # a migration then waits in the app-switch step for cut-over
+
+STEP_NAMES: Final[dict[tuple[Api, Kind], tuple[str, ...]]] = {
+    ("v4", "migration"): (
+        "TRANSFER_PRECHECK",
+        "STRUCT_TRANSFER",
+        "FULL_TRANSFER",
+        "INCR_TRANSFER",
+        "TRANSFER_APP_SWITCH",
+    ),
+    ("v4", "sync"): ("TRANSFER_PRECHECK", "STRUCT_TRANSFER", "FULL_TRANSFER", "INCR_TRANSFER"),
+    ("v3", "migration"): (
+        "PRE_CHECK",
+        "STRUCT_MIGRATION",
+        "FULL_MIGRATION",
+        "INCR_SYNC",
+        "APP_SWITCH",
+    ),
+    ("v3", "sync"): ("SYNC_PREPARE", "STRUCT_SYNC", "CONNECTOR_FULL_SYNC", "CONNECTOR_INCR_SYNC"),
+}
+SYBASE_CHECKPOINT: Final = "100,30"
+FUTURE_SECONDS: Final = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectDef:
+    """One simulated project: its shape, where it is in its lifecycle, and any override."""
+
+    id: str
+    name: str
+    kind: Kind
+    importance: str = "MEDIUM"
+    struct: bool = True
+    full: bool = True
+    incr: bool = True
+    reverse: bool = False
+    offset_seconds: float = 0.0  # lifecycle seconds already done when the simulator starts
+    freeze_at_seconds: float | None = None  # lifecycle second where it stopped (FAILED, SUSPEND)
+    status: str | None = None  # fixed status instead of the lifecycle's
+    current_step: str | None = None  # reported step instead of the lifecycle's
+    lag_seconds: float | None = None  # fixed incremental lag instead of the wave
+    spiky: bool = False  # lag spikes of several minutes now and then
+    sybase: bool = False  # checkpoint "fileId,fileOffset": no timestamp at all
+    fault: Fault = "none"
+    slow_seconds: float = 3.0
+    deleted: bool = False
+    phase_shift: float = 0.0  # 0..1: keeps the lag waves of many projects out of step
+    capacity_rows: int = 2_000_000
+    source_type: str = "MYSQL"
+    sink_type: str = "OB_MYSQL"
+    labels: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a project reports at one moment, flavour-neutral."""
+
+    status: str
+    phase: int
+    lifecycle_seconds: float
+    struct_progress: int | str | None
+    full_progress: int | str | None
+    checkpoint: int | str | None
+    reverse_checkpoint: int | str | None
+
+
+def phase_ends(defn: ProjectDef) -> tuple[float, float, float, float]:
+    """Return the lifecycle seconds at which precheck, struct, full and incr phases end."""
+    precheck = PRECHECK_SECONDS
+    struct = precheck + (STRUCT_SECONDS if defn.struct else 0.0)
+    full = struct + (FULL_SECONDS if defn.full else 0.0)
+    return precheck, struct, full, full + INCR_SECONDS
+
+
+def step_name(api: Api, kind: Kind, phase: int) -> str:
+    """Name a phase the way this flavour of OMS does (sync projects never switch apps)."""
+    names = STEP_NAMES[(api, kind)]
+    return names[min(phase, len(names) - 1)]
+
+
+def lifecycle_seconds(defn: ProjectDef, *, elapsed_seconds: float, time_scale: float) -> float:
+    """Place the project in its lifecycle, honouring freezes and step overrides."""
+    t = elapsed_seconds * time_scale + defn.offset_seconds
+    if defn.freeze_at_seconds is not None:
+        t = min(t, defn.freeze_at_seconds)
+    if defn.current_step is None:
+        return t
+    ends = phase_ends(defn)
+    for names in (STEP_NAMES[("v4", defn.kind)], STEP_NAMES[("v3", defn.kind)]):
+        if defn.current_step in names:
+            phase = names.index(defn.current_step)
+            if phase >= INCR:  # moving into incremental: let it run on from there
+                return max(t, ends[FULL])
+            start = ends[phase - 1] if phase else 0.0
+            return (start + ends[phase]) / 2  # pinned mid-way through a finite phase
+    return t
+
+
+def _phase_of(defn: ProjectDef, t: float) -> int:
+    precheck, struct, full, incr = phase_ends(defn)
+    if t < precheck:
+        return PRECHECK
+    if t < struct:
+        return STRUCT
+    if t < full or not defn.incr:
+        return FULL
+    return INCR if defn.kind == "sync" or t < incr else SWITCH
+
+
+def _percent(t: float, start: float, end: float) -> int:
+    if t >= end:
+        return 100
+    return max(0, int(100 * (t - start) / (end - start)))
+
+
+def lag_seconds(defn: ProjectDef, t: float) -> float:
+    """Incremental lag: a smooth wave between 2 s and 90 s, plus the occasional spike."""
+    if defn.lag_seconds is not None:
+        return defn.lag_seconds
+    wave = 2.0 + 88.0 * (1 - math.cos(2 * math.pi * (t / 600.0 + defn.phase_shift))) / 2
+    if defn.spiky:
+        into = t % 900.0
+        if into < 180.0:  # a 3-minute bump peaking at 6 minutes of extra lag
+            wave += 360.0 * math.sin(math.pi * into / 180.0)
+    return wave
+
+
+def snapshot(defn: ProjectDef, *, now: float, started_at: float, time_scale: float) -> Snapshot:
+    """Compute what the project reports at unix time `now`."""
+    elapsed = now - started_at
+    free_t = elapsed * time_scale + defn.offset_seconds
+    t = lifecycle_seconds(defn, elapsed_seconds=elapsed, time_scale=time_scale)
+    precheck, struct_end, full_end, incr_end = phase_ends(defn)
+    phase = _phase_of(defn, t)
+    status = defn.status
+    if status is None:
+        finished = not defn.incr and t >= full_end
+        status = "INIT" if t < 0 else "FINISHED" if finished else "RUNNING"
+    struct = _percent(t, precheck, struct_end) if defn.struct else None
+    full = _percent(t, struct_end, full_end) if defn.full else None
+    wall_at_t = now - (free_t - t) / time_scale  # a frozen project's clock stopped with it
+    checkpoint: int | str | None = None
+    reverse: int | None = None
+    if defn.incr:
+        if t < full_end:
+            checkpoint = 0
+        elif defn.sybase:
+            checkpoint = SYBASE_CHECKPOINT
+        else:
+            checkpoint = int(wall_at_t - lag_seconds(defn, t))
+    if defn.reverse and defn.kind == "migration":
+        reverse = 0
+        if t >= incr_end:
+            reverse_wave = 1 - math.cos(2 * math.pi * (t / 300.0 + defn.phase_shift))
+            reverse = int(wall_at_t - 1.0 - 3.5 * reverse_wave)
+    snap = Snapshot(status, phase, t, struct, full, checkpoint, reverse)
+    return _with_data_fault(defn, snap, now)
+
+
+def _with_data_fault(defn: ProjectDef, snap: Snapshot, now: float) -> Snapshot:
+    if defn.fault == "future_checkpoint":
+        ahead = int(now) + FUTURE_SECONDS
+        return replace(
+            snap,
+            checkpoint=ahead if defn.incr else None,
+            reverse_checkpoint=ahead if snap.reverse_checkpoint is not None else None,
+        )
+    if defn.fault == "out_of_range":  # the values of the documents' own sample
+        return replace(
+            snap,
+            struct_progress=5151 if defn.struct else None,
+            full_progress=8897 if defn.full else None,
+        )
+    if defn.fault == "string_numbers":
+        return replace(
+            snap,
+            struct_progress=_str(snap.struct_progress),
+            full_progress=_str(snap.full_progress),
+            checkpoint=_str(snap.checkpoint),
+            reverse_checkpoint=_str(snap.reverse_checkpoint),
+        )
+    return snap
+
+
+def _str(value: int | str | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def progress_data(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
+    """Render the `data` of a progress answer with exactly this flavour's field names."""
+    step = defn.current_step or step_name(api, defn.kind, snap.phase)
+    if api == "v4":
+        return {
+            "projectId": defn.id,
+            "status": snap.status,
+            "alarmLevel": defn.importance,
+            "enableIncrSync": defn.incr,
+            "currentStep": step,
+            "incrSyncCheckpoint": snap.checkpoint,
+            "enableStructTransfer": defn.struct,
+            "enableFullTransfer": defn.full,
+            "structTransferProgress": snap.struct_progress,
+            "fullTransferProgress": snap.full_progress,
+            "enableReverseIncrTransfer": defn.reverse and defn.kind == "migration",
+            "reverseIncrTransferCheckpoint": snap.reverse_checkpoint,
+        }
+    if defn.kind == "sync":
+        return {
+            "status": snap.status,
+            "importance": defn.importance,
+            "enableStructSync": defn.struct,
+            "enableFullSync": defn.full,
+            "enableIncrSync": defn.incr,
+            "currentStep": step,
+            "structSyncProgress": snap.struct_progress,
+            "fullSyncProgress": snap.full_progress,
+            "incrSyncCheckpoint": _str(snap.checkpoint),  # a string on 3.3 sync projects
+        }
+    return {
+        "status": snap.status,
+        "importance": defn.importance,
+        "enableStructMigration": defn.struct,
+        "enableFullMigration": defn.full,
+        "enableIncrSync": defn.incr,
+        "enableReverseIncrSync": defn.reverse,
+        "currentStep": step,
+        "structMigrationProgress": snap.struct_progress,
+        "fullMigrationProgress": snap.full_progress,
+        "incrSyncCheckpoint": snap.checkpoint,
+        "reverseIncrSyncCheckpoint": snap.reverse_checkpoint,
+    }
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def project_info(
+    defn: ProjectDef, snap: Snapshot, *, now: float, started_at: float, time_scale: float
+) -> dict[str, object]:
+    """Render a project the way 4.x DescribeProject and ListProjects list it."""
+
+    def wall(t: float) -> str:
+        return _iso(started_at + (t - defn.offset_seconds) / time_scale)
+
+    full_end = phase_ends(defn)[FULL]
+    t = snap.lifecycle_seconds
+    return {
+        "id": defn.id,
+        "name": defn.name,
+        "type": defn.kind.upper(),
+        "status": snap.status,
+        "importance": defn.importance,
+        "labels": [{"id": f"lbl_{stable_hash(x):08x}", "name": x} for x in defn.labels],
+        "owner": "admin",
+        "sourceEndpointType": defn.source_type,
+        "sinkEndpointType": defn.sink_type,
+        "gmtCreate": wall(-60.0),
+        "gmtStart": wall(0.0) if t >= 0 else None,
+        "gmtFinish": wall(min(t, full_end)) if snap.status == "FINISHED" else None,
+        "alarmStats": {"alarming": snap.status == "FAILED"},
+    }
+
+
+_STEP_TEXT: Final = (
+    "Pre-check",
+    "Schema transfer",
+    "Full data transfer",
+    "Incremental data transfer",
+    "Application switchover",
+)
+
+
+def steps_data(
+    defn: ProjectDef, snap: Snapshot, *, now: float, started_at: float, time_scale: float
+) -> list[dict[str, object]]:
+    """Render 4.x DescribeProjectSteps: one entry per enabled step, FULL with row counts."""
+    ends = phase_ends(defn)
+    t = snap.lifecycle_seconds
+    wanted = [PRECHECK, STRUCT, FULL, INCR, SWITCH][: 5 if defn.kind == "migration" else 4]
+    enabled = {STRUCT: defn.struct, FULL: defn.full, INCR: defn.incr, SWITCH: defn.incr}
+    steps: list[dict[str, object]] = []
+    for phase in wanted:
+        if not enabled.get(phase, True):
+            continue
+        start = ends[phase - 1] if phase else 0.0
+        end = ends[phase] if phase < SWITCH else math.inf
+        if phase == INCR and defn.kind == "sync":
+            end = math.inf
+        status = "INIT" if t < start or t < 0 else "FINISHED" if t >= end else "RUNNING"
+        if status == "RUNNING" and snap.status in ("FAILED", "SUSPEND", "FINISHED"):
+            status = snap.status
+        if phase == INCR and t >= end:
+            status = "MONITORING"  # incremental keeps running while waiting for cut-over
+        progress = 100 if t >= end else 0 if phase >= INCR else _percent(t, start, end)
+        if phase == INCR and t >= start:
+            progress = 100
+        failed = status == "FAILED"
+        steps.append(
+            {
+                "order": len(steps) + 1,
+                "name": step_name("v4", defn.kind, phase),
+                "description": _STEP_TEXT[phase],
+                "status": status,
+                "progress": progress,
+                "startTime": _wall_iso(defn, start, started_at, time_scale) if t >= start else None,
+                "finishTime": _wall_iso(defn, end, started_at, time_scale) if t >= end else None,
+                "extraInfo": {
+                    "errorCode": "GHANA-OPERAT000002" if failed else None,
+                    "errorMsg": "Transfer task exited abnormally" if failed else None,
+                    "failedTime": _wall_iso(defn, t, started_at, time_scale) if failed else None,
+                },
+                "stepInfo": _step_info(defn, snap, phase, t, start),
+            }
+        )
+    return steps
+
+
+def _wall_iso(defn: ProjectDef, t: float, started_at: float, time_scale: float) -> str:
+    return _iso(started_at + (t - defn.offset_seconds) / time_scale)
+
+
+def _step_info(
+    defn: ProjectDef, snap: Snapshot, phase: int, t: float, start: float
+) -> dict[str, object]:
+    if phase == FULL:
+        done = _percent(t, start, start + FULL_SECONDS)
+        # capacity is OMS's row estimate, so processed/capacity may pass 1
+        processed = defn.capacity_rows * 103 * done // 10_000
+        running = 0 < done < 100 and snap.status == "RUNNING"
+        rps = int(defn.capacity_rows * 1.03 / FULL_SECONDS) if running else 0
+        return {
+            "processedRecords": processed,
+            "capacity": defn.capacity_rows,
+            "srcRps": rps,
+            "dstRps": int(rps * 0.98),
+            "srcRt": 3 if running else 0,
+            "dstRt": 11 if running else 0,
+            "srcIops": rps // 200,
+            "dstIops": rps // 150,
+        }
+    if phase == INCR and isinstance(snap.checkpoint, int) and snap.checkpoint > 0:
+        sample = snap.checkpoint + int(lag_seconds(defn, t))
+        return {"incrTimestampCheckpoint": snap.checkpoint, "checkpointSampleTimestamp": sample}
+    return {}
+
+
+def stable_hash(text: str) -> int:
+    """Hash the same in every process (unlike hash()), so bulk projects are reproducible."""
+    return zlib.crc32(text.encode())
+
+
+_DAY: Final = 86_400.0
+_STEADY: Final = 3 * _DAY  # lifecycle seconds of projects long in incremental sync
+
+
+def demo_projects() -> list[ProjectDef]:
+    """Return the demo: one project per situation a dashboard should show."""
+    full_start = PRECHECK_SECONDS + STRUCT_SECONDS
+    return [
+        ProjectDef(
+            "np_demo_migration",
+            "orders mysql to ob (lifecycle)",
+            "migration",
+            importance="HIGH",
+            reverse=True,
+            labels=("demo", "orders"),
+        ),
+        ProjectDef(
+            "np_demo_sync",
+            "events ob to kafka (steady sync)",
+            "sync",
+            offset_seconds=_STEADY,
+            phase_shift=0.3,
+            sink_type="KAFKA",
+            labels=("demo",),
+        ),
+        ProjectDef(
+            "np_demo_failed",
+            "billing mysql to ob (failed in full)",
+            "migration",
+            importance="HIGH",
+            status="FAILED",
+            offset_seconds=full_start + 600.0,
+            freeze_at_seconds=full_start + 0.42 * FULL_SECONDS,
+            labels=("demo", "billing"),
+        ),
+        ProjectDef(
+            "np_demo_suspended",
+            "crm oracle to ob (suspended)",
+            "migration",
+            importance="LOW",
+            status="SUSPEND",
+            offset_seconds=_DAY,
+            freeze_at_seconds=_DAY - 600.0,
+            source_type="ORACLE",
+            sink_type="OB_ORACLE",
+        ),
+        ProjectDef(
+            "np_demo_finished",
+            "archive mysql to ob (finished)",
+            "migration",
+            importance="IGNORE",
+            incr=False,
+            offset_seconds=_DAY,
+            labels=("demo",),
+        ),
+        ProjectDef(
+            "np_demo_sybase",
+            "ledger sybase to ob (sync, no timestamp)",
+            "sync",
+            sybase=True,
+            offset_seconds=_STEADY,
+            source_type="SYBASE",
+            sink_type="OB_ORACLE",
+        ),
+        ProjectDef(
+            "np_demo_lag_spikes",
+            "users mysql to ob (lag spikes)",
+            "migration",
+            importance="MEDIUM",
+            spiky=True,
+            offset_seconds=_STEADY,
+            phase_shift=0.7,
+        ),
+    ]
+
+
+_IMPORTANCE: Final = ("HIGH", "MEDIUM", "LOW", "IGNORE")
+
+
+def bulk_project(index: int) -> ProjectDef:
+    """Generate bulk project number `index`: a stable, mixed population, mostly incremental."""
+    pid = f"p_sim_{index:06d}"
+    h = stable_hash(pid)
+    kind: Kind = "sync" if index % 3 == 0 else "migration"
+    defn = ProjectDef(
+        pid,
+        f"sim {kind} {index:06d}",
+        kind,
+        importance=_IMPORTANCE[h % 4],
+        reverse=kind == "migration" and h % 4 == 0,
+        offset_seconds=_STEADY + h % 10_000,
+        spiky=index % 20 == 0,
+        sybase=kind == "sync" and index % 97 == 0,
+        phase_shift=(h % 1000) / 1000,
+        capacity_rows=100_000 + h % 50_000_000,
+        labels=(f"shard-{index % 8}",),
+    )
+    bucket = (h >> 8) % 20
+    if bucket < 2:  # still moving through precheck, struct and full
+        return replace(defn, offset_seconds=float(h % 170))
+    if bucket == 2:
+        at = PRECHECK_SECONDS + STRUCT_SECONDS + (h % 100) * FULL_SECONDS / 100
+        return replace(defn, status="FAILED", freeze_at_seconds=at, offset_seconds=at + 900)
+    if bucket == 3:
+        return replace(defn, incr=False)  # done: finished after full transfer
+    if bucket == 4:
+        return replace(defn, status="SUSPEND", freeze_at_seconds=defn.offset_seconds - 300)
+    return defn
+
+
+def bulk_projects(count: int) -> list[ProjectDef]:
+    """Return `count` generated projects with ids p_sim_000001, p_sim_000002, ..."""
+    return [bulk_project(i) for i in range(1, count + 1)]

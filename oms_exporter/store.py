@@ -1,0 +1,94 @@
+"""The latest known state of every polled project: what the poller wrote, what /metrics reads.
+
+Plain data only; rendering is the collector's job. Every change bumps ``version`` so
+the collector re-renders a project only when something about it changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from oms_exporter.model import ProjectProgress, Reason
+
+
+@dataclass(slots=True)
+class ProjectState:
+    oms: str
+    project_id: str
+    progress: ProjectProgress | None = None
+    up: bool = False
+    last_success_seconds: float | None = None
+    last_error_reason: Reason | None = None
+    last_error_message: str = ""
+    errors: dict[Reason, int] = field(default_factory=dict)
+    version: int = 0
+
+    def is_stale(self, now: float, stale_after_seconds: float) -> bool:
+        """A failing project's values are withheld once its last success is too old."""
+        if self.up:
+            return False
+        return self.last_success_seconds is None or (
+            now - self.last_success_seconds > stale_after_seconds
+        )
+
+
+class Store:
+    """Projects in the order they were configured, keyed by (oms, project_id)."""
+
+    def __init__(self) -> None:
+        self._states: dict[tuple[str, str], ProjectState] = {}
+
+    def __iter__(self) -> Iterator[ProjectState]:
+        return iter(list(self._states.values()))
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, oms: str, project_id: str) -> ProjectState | None:
+        return self._states.get((oms, project_id))
+
+    def count(self, oms: str) -> int:
+        return sum(1 for key in self._states if key[0] == oms)
+
+    def set_projects(self, oms: str, project_ids: Iterable[str]) -> list[str]:
+        """Make ``oms``'s projects exactly these; return the ids that were removed."""
+        wanted = list(dict.fromkeys(project_ids))
+        keep = set(wanted)
+        removed = [key[1] for key in self._states if key[0] == oms and key[1] not in keep]
+        for project_id in removed:
+            del self._states[(oms, project_id)]
+        for project_id in wanted:
+            self._states.setdefault((oms, project_id), ProjectState(oms, project_id))
+        return removed
+
+    def remove_oms(self, oms: str) -> None:
+        for key in [key for key in self._states if key[0] == oms]:
+            del self._states[key]
+
+    def record_success(
+        self, oms: str, project_id: str, progress: ProjectProgress, *, now: float
+    ) -> ProjectState | None:
+        state = self._states.get((oms, project_id))
+        if state is None:  # removed by a reload while its poll was in flight
+            return None
+        state.progress = progress
+        state.up = True
+        state.last_success_seconds = now
+        state.last_error_reason = None
+        state.last_error_message = ""
+        state.version += 1
+        return state
+
+    def record_failure(
+        self, oms: str, project_id: str, reason: Reason, message: str
+    ) -> ProjectState | None:
+        state = self._states.get((oms, project_id))
+        if state is None:
+            return None
+        state.up = False
+        state.errors[reason] = state.errors.get(reason, 0) + 1
+        state.last_error_reason = reason
+        state.last_error_message = message
+        state.version += 1
+        return state

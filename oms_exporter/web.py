@@ -1,0 +1,72 @@
+"""The HTTP face: /metrics, the landing page, /healthz, /readyz; owns the app lifecycle."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import hdrs, web
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+
+from oms_exporter.landing import render_landing
+from oms_exporter.runtime import Exporter
+
+EXPORTER_KEY: Final = web.AppKey("exporter", Exporter)
+TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def wants_openmetrics(accept: str) -> bool:
+    return any(
+        part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(",")
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    openmetrics = wants_openmetrics(request.headers.get(hdrs.ACCEPT, ""))
+    projects = exporter.collector.render(openmetrics=openmetrics)
+    if openmetrics:
+        own = generate_openmetrics(exporter.metrics.registry)  # type: ignore[no-untyped-call]
+        content_type = OPENMETRICS_CONTENT_TYPE
+    else:
+        own = generate_latest(exporter.metrics.registry)
+        content_type = TEXT_CONTENT_TYPE
+    response = web.Response(body=projects.encode() + own, headers={hdrs.CONTENT_TYPE: content_type})
+    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+async def landing(request: web.Request) -> web.Response:
+    exporter = request.app[EXPORTER_KEY]
+    return web.Response(text=render_landing(exporter), content_type="text/html", charset="utf-8")
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.Response(text="ok\n")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if request.app[EXPORTER_KEY].poller.first_round_done.is_set():
+        return web.Response(text="ready\n")
+    return web.Response(status=503, text="waiting for the first poll round\n")
+
+
+async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
+    exporter = app[EXPORTER_KEY]
+    await exporter.start()
+    yield
+    await exporter.stop()
+
+
+def create_app(exporter: Exporter) -> web.Application:
+    app = web.Application()
+    app[EXPORTER_KEY] = exporter
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/", landing)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.cleanup_ctx.append(_lifecycle)
+    return app
