@@ -115,17 +115,19 @@ async def serve(settings: Settings, *, banner: str | None = None) -> int:
     except OSError as exc:
         await runner.cleanup()
         return _fail(f"cannot listen on {settings.listen_address}: {exc.strerror}")
+    bound = ", ".join(f"{addr[0]}:{addr[1]}" for addr in runner.addresses)
     log.info(
-        "listening",
+        "listening on %s",
+        bound,
         extra={
-            "address": settings.listen_address,
             "oms": settings.oms_label,
             "projects": len(settings.project_ids),
             "version": __version__,
         },
     )
     if banner:
-        print(banner, flush=True)
+        port_bound = runner.addresses[0][1] if runner.addresses else port
+        print(banner.format(port=port_bound), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -163,12 +165,12 @@ async def _run_demo(args: dict[str, Any]) -> int:
     except ConfigError as exc:
         await sim_runner.cleanup()
         return _fail(f"invalid configuration: {exc}")
-    host, port = parse_listen_address(settings.listen_address)
+    host, _port = parse_listen_address(settings.listen_address)
     shown = host if host not in (None, "0.0.0.0", "::") else "127.0.0.1"
     banner = (
         f"oms-exporter demo: simulated OMS at {sim_url}\n"
-        f"  metrics:     http://{shown}:{port}/metrics\n"
-        f"  status page: http://{shown}:{port}/\n"
+        f"  metrics:     http://{shown}:{{port}}/metrics\n"
+        f"  status page: http://{shown}:{{port}}/\n"
         "Press Ctrl-C to stop."
     )
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import ssl
 import time
 from collections.abc import Callable
@@ -52,15 +53,17 @@ def make_session(
     ssl_context: ssl.SSLContext | None = None,
 ) -> aiohttp.ClientSession:
     """Create the one session an OMS target uses for its whole life."""
-    auth = aiohttp.BasicAuth(username, password or "") if username else None
+    headers = {"Accept": "application/json"}
+    if username:
+        token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
+        headers["Authorization"] = f"Basic {token}"
     connector = aiohttp.TCPConnector(
         limit=max_concurrency, ssl=ssl_context if ssl_context is not None else True
     )
     return aiohttp.ClientSession(
-        auth=auth,
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-        headers={"Accept": "application/json"},
+        headers=headers,
         raise_for_status=False,
     )
 

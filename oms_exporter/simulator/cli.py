@@ -25,6 +25,7 @@ async def start_simulator(
         create_app(config),
         access_log=None,  # no per-request logging: the benchmark asks thousands per second
         handle_signals=False,
+        handler_cancellation=True,  # a client that gives up frees its hanging request
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
     )
     await runner.setup()

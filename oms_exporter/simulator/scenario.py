@@ -181,7 +181,8 @@ def snapshot(defn: ProjectDef, *, now: float, started_at: float, time_scale: flo
         status = "INIT" if t < 0 else "FINISHED" if finished else "RUNNING"
     struct = _percent(t, precheck, struct_end) if defn.struct else None
     full = _percent(t, struct_end, full_end) if defn.full else None
-    wall_at_t = now - (free_t - t) / time_scale  # a frozen project's clock stopped with it
+    stopped = free_t if defn.freeze_at_seconds is None else min(free_t, defn.freeze_at_seconds)
+    wall_at_t = now - (free_t - stopped) / time_scale  # a frozen project's clock stopped too
     checkpoint: int | str | None = None
     reverse: int | None = None
     if defn.incr:

@@ -1,0 +1,74 @@
+"""Shared fixtures: a replaying OMS on 127.0.0.1 and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+from pytest_aiohttp import AiohttpServer
+
+from oms_exporter.model import Reason
+from oms_exporter.oms.client import OmsClient
+from oms_exporter.oms.transport import Transport, make_session
+from oms_exporter.settings import ApiChoice
+from tests.oms_replay import ReplayOms
+
+USERNAME = "oms-user"
+PASSWORD = "s3cret-pa55word"
+
+
+@dataclass
+class ClientUnderTest:
+    client: OmsClient
+    session: aiohttp.ClientSession
+    observed: list[tuple[float, Reason | None]]
+
+
+@pytest.fixture
+def replay() -> ReplayOms:
+    return ReplayOms()
+
+
+@pytest.fixture
+async def replay_url(replay: ReplayOms, aiohttp_server: AiohttpServer) -> str:
+    server = await aiohttp_server(replay.app(), host="127.0.0.1")
+    return str(server.make_url("")).rstrip("/")
+
+
+@pytest.fixture
+async def make_client(
+    replay_url: str,
+) -> AsyncIterator[Callable[..., ClientUnderTest]]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    def build(
+        api: ApiChoice = "auto",
+        *,
+        timeout_seconds: float = 2.0,
+        max_concurrency: int = 4,
+        max_response_bytes: int = 1024 * 1024,
+        password: str = PASSWORD,
+    ) -> ClientUnderTest:
+        session = make_session(
+            username=USERNAME,
+            password=password,
+            timeout_seconds=timeout_seconds,
+            max_concurrency=max_concurrency,
+        )
+        sessions.append(session)
+        observed: list[tuple[float, Reason | None]] = []
+        transport = Transport(
+            session=session,
+            base_url=replay_url,
+            max_concurrency=max_concurrency,
+            max_response_bytes=max_response_bytes,
+            observer=lambda seconds, reason: observed.append((seconds, reason)),
+        )
+        client = OmsClient(transport=transport, api=api, oms_name="test")
+        return ClientUnderTest(client, session, observed)
+
+    yield build
+    for session in sessions:
+        await session.close()

@@ -1,0 +1,152 @@
+"""A scriptable OMS look-alike for client tests: replays answers of the documented shapes.
+
+Each test says what OMS answers for which project; the server records every request so
+tests can check what the client sent (auth, bodies, how often).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def fixture_bytes(name: str) -> bytes:
+    return (FIXTURES / name).read_bytes()
+
+
+def fixture_json(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = json.loads(fixture_bytes(name))
+    return loaded
+
+
+@dataclass
+class Reply:
+    body: bytes
+    status: int = 200
+    content_type: str = "application/json"
+    delay_seconds: float = 0.0
+    hang: bool = False
+
+    @classmethod
+    def json(cls, value: object, *, status: int = 200) -> Reply:
+        return cls(json.dumps(value).encode(), status=status)
+
+    @classmethod
+    def fixture(cls, name: str, *, status: int = 200) -> Reply:
+        content_type = "text/html" if name.endswith(".html") else "application/json"
+        return cls(fixture_bytes(name), status=status, content_type=content_type)
+
+
+def progress_with(name: str, **changes: object) -> Reply:
+    """A documented answer with some ``data`` fields changed (None deletes nothing: sets null)."""
+    answer = fixture_json(name)
+    data_key = "Data" if "Data" in answer else "data"
+    answer[data_key] = {**answer[data_key], **changes}
+    return Reply.json(answer)
+
+
+def describe_project(project_id: str, kind: str = "MIGRATION", name: str = "demo") -> Reply:
+    return Reply.json(
+        {
+            "success": True,
+            "errorDetail": None,
+            "code": None,
+            "message": None,
+            "cost": "4 ms",
+            "data": {"id": project_id, "name": name, "type": kind, "status": "RUNNING"},
+        }
+    )
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    action: str | None
+    project_id: str | None
+    authorization: str | None
+
+
+@dataclass
+class ReplayOms:
+    """Answers per project id; ``speaks_v4=False`` makes it a 3.3 OMS behind nginx."""
+
+    speaks_v4: bool = True
+    v4: dict[str, Reply] = field(default_factory=dict)
+    describe: dict[str, Reply] = field(default_factory=dict)
+    v3_migration: dict[str, Reply] = field(default_factory=dict)
+    v3_sync: dict[str, Reply] = field(default_factory=dict)
+    everything: Reply | None = None  # answer every API request with this (outages)
+    seen: list[Seen] = field(default_factory=list)
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/api/v2", self._v4)
+        app.router.add_get("/api/omsp/v2/migrations/{id}/progress", self._v3_migration)
+        app.router.add_get("/api/omsp/v2/sync/{id}/progress", self._v3_sync)
+        return app
+
+    def count(self, *, action: str | None = None, path_part: str = "") -> int:
+        return sum(
+            1
+            for seen in self.seen
+            if (action is None or seen.action == action) and path_part in seen.path
+        )
+
+    async def _answer(self, reply: Reply) -> web.Response:
+        if reply.hang:
+            await asyncio.Event().wait()
+        if reply.delay_seconds:
+            await asyncio.sleep(reply.delay_seconds)
+        return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type)
+
+    def _record(self, request: web.Request, action: str | None, project_id: str | None) -> None:
+        self.seen.append(
+            Seen(
+                request.method,
+                request.path,
+                action,
+                project_id,
+                request.headers.get("Authorization"),
+            )
+        )
+
+    async def _v4(self, request: web.Request) -> web.Response:
+        action = request.query.get("Action")
+        try:
+            body = await request.json()
+            project_id = str(body.get("id"))
+        except (ValueError, AttributeError):
+            project_id = None
+        self._record(request, action, project_id)
+        if self.everything is not None:
+            return await self._answer(self.everything)
+        if not self.speaks_v4:
+            return await self._answer(Reply.fixture("nginx_404.html", status=404))
+        if action == "DescribeProject":
+            reply = self.describe.get(project_id or "") or describe_project(project_id or "")
+            return await self._answer(reply)
+        if action != "DescribeProjectProgress":
+            return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
+        reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
+        return await self._answer(reply)
+
+    async def _v3(self, request: web.Request, answers: dict[str, Reply]) -> web.Response:
+        project_id = request.match_info["id"]
+        self._record(request, None, project_id)
+        if self.everything is not None:
+            return await self._answer(self.everything)
+        return await self._answer(answers.get(project_id) or Reply.fixture("v3_not_found.json"))
+
+    async def _v3_migration(self, request: web.Request) -> web.Response:
+        return await self._v3(request, self.v3_migration)
+
+    async def _v3_sync(self, request: web.Request) -> web.Response:
+        return await self._v3(request, self.v3_sync)

@@ -1,0 +1,211 @@
+"""Golden exposition text for known snapshots, lag at scrape time, staleness, format checks."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+from oms_exporter.collector import ProjectCollector
+from oms_exporter.model import Api, Checkpoint, Kind, ProjectProgress, Reason
+from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.store import Store
+from oms_exporter.web import generate_latest
+
+NOW = 1_800_000_000.0
+
+
+class Clock:
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def progress(project_id: str = "np_1", **changes: object) -> ProjectProgress:
+    values: dict[str, object] = {
+        "project_id": project_id,
+        "api": Api.V4,
+        "kind": Kind.MIGRATION,
+        "status": "RUNNING",
+        "raw_status": "RUNNING",
+        "alarm_level": "HIGH",
+        "current_step": "FULL_TRANSFER",
+        "features": {"struct": True, "full": True, "incr": True, "reverse_incr": False},
+        "struct_progress_ratio": 1.0,
+        "full_progress_ratio": 0.37,
+        "checkpoints": (Checkpoint("forward", NOW - 42, str(int(NOW - 42))),),
+    }
+    values.update(changes)
+    return ProjectProgress(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store() -> Store:
+    store = Store()
+    store.set_projects("oms-a:8089", ["np_1"])
+    return store
+
+
+@pytest.fixture
+def collector(store: Store, clock: Clock) -> ProjectCollector:
+    return ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
+
+
+def samples(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_golden_lines_for_a_running_migration(store: Store, collector: ProjectCollector):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW - 5)
+    lines = samples(collector.render())
+    base = 'oms="oms-a:8089",project_id="np_1"'
+    expected = [
+        f"oms_project_up{{{base}}} 1.0",
+        f'oms_project_status{{{base},status="RUNNING"}} 1.0',
+        f'oms_project_status{{{base},status="FAILED"}} 0.0',
+        f'oms_project_current_step{{{base},step="FULL_TRANSFER"}} 1.0',
+        f'oms_project_info{{{base},api="v4",kind="migration",alarm_level="HIGH"}} 1.0',
+        f'oms_project_feature_enabled{{{base},feature="reverse_incr"}} 0.0',
+        f"oms_project_struct_progress_ratio{{{base}}} 1.0",
+        f"oms_project_full_progress_ratio{{{base}}} 0.37",
+        f'oms_project_incr_sync_checkpoint_timestamp_seconds{{{base},direction="forward"}} 1.799999958e+09',
+        f"oms_project_last_success_timestamp_seconds{{{base}}} 1.799999995e+09",
+        f'oms_project_incr_sync_lag_seconds{{{base},direction="forward"}} 42.0',
+        'oms_clock_skew_seconds{oms="oms-a:8089"} 0.0',
+    ]
+    for line in expected:
+        assert line in lines
+    assert len([line for line in lines if line.startswith("oms_project_status{")]) == 12
+
+
+def test_help_says_how_often_values_are_polled(store: Store, collector: ProjectCollector):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    text = collector.render()
+    assert "# HELP oms_project_up 1 if the last poll of this project succeeded, else 0. " in text
+    assert "Polled every 30 seconds." in text
+
+
+def test_lag_is_computed_at_scrape_time(store: Store, collector: ProjectCollector, clock: Clock):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    clock.now = NOW + 60  # OMS froze: no new poll, the lag keeps growing
+    assert 'direction="forward"} 102.0' in collector.render()
+
+
+def test_checkpoint_ahead_gives_zero_lag_and_reports_skew(
+    store: Store, collector: ProjectCollector
+):
+    ahead = (Checkpoint("forward", NOW + 300, ""),)
+    store.record_success("oms-a:8089", "np_1", progress(checkpoints=ahead), now=NOW)
+    lines = samples(collector.render())
+    assert any(
+        line.startswith("oms_project_incr_sync_lag_seconds") and line.endswith(" 0.0")
+        for line in lines
+    )
+    assert 'oms_clock_skew_seconds{oms="oms-a:8089"} 300.0' in lines
+
+
+def test_non_numeric_checkpoint_publishes_no_lag_but_everything_else(
+    store: Store, collector: ProjectCollector
+):
+    sybase = (Checkpoint("forward", None, "100,30"),)
+    store.record_success("oms-a:8089", "np_1", progress(checkpoints=sybase), now=NOW)
+    text = collector.render()
+    assert "oms_project_incr_sync_lag_seconds{" not in text
+    assert "oms_project_incr_sync_checkpoint_timestamp_seconds{" not in text
+    assert "oms_project_full_progress_ratio{" in text
+
+
+def test_failing_project_is_down_with_reason_and_keeps_values_until_stale(
+    store: Store, collector: ProjectCollector, clock: Clock
+):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
+    store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
+    clock.now = NOW + 60
+    text = collector.render()
+    assert 'oms_project_up{oms="oms-a:8089",project_id="np_1"} 0.0' in text
+    assert (
+        'oms_project_poll_errors_total{oms="oms-a:8089",project_id="np_1",reason="timeout"} 2.0'
+        in text
+    )
+    assert "oms_project_full_progress_ratio{" in text
+    assert 'direction="forward"} 102.0' in text  # still growing, never frozen
+    clock.now = NOW + 91
+    text = collector.render()
+    for dropped in (
+        "oms_project_full_progress_ratio{",
+        "oms_project_incr_sync_checkpoint_timestamp_seconds{",
+        "oms_project_incr_sync_lag_seconds{",
+    ):
+        assert dropped not in text
+    for kept in ("oms_project_up{", "oms_project_status{", "oms_project_poll_errors_total{"):
+        assert kept in text
+
+
+def test_project_never_polled_successfully_shows_only_up_and_errors(
+    store: Store, collector: ProjectCollector
+):
+    store.record_failure("oms-a:8089", "np_1", Reason.NOT_FOUND, "gone")
+    names = {line.split("{")[0] for line in samples(collector.render()) if "project_id" in line}
+    assert names == {"oms_project_up", "oms_project_poll_errors_total"}
+
+
+def test_hostile_label_values_are_escaped(clock: Clock):
+    store = Store()
+    store.set_projects('o"m\\s', ['p"1\nx'])
+    store.record_success('o"m\\s', 'p"1\nx', progress('p"1\nx'), now=NOW)
+    text = ProjectCollector(
+        store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock
+    ).render()
+    families = {family.name: family for family in parse_text(text)}
+    sample = families["oms_project_up"].samples[0]
+    assert sample.labels == {"oms": 'o"m\\s', "project_id": 'p"1\nx'}
+
+
+def test_removed_projects_disappear(store: Store, collector: ProjectCollector):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    assert "np_1" in collector.render()
+    store.set_projects("oms-a:8089", ["np_2"])
+    text = collector.render()
+    assert "np_1" not in text
+    assert 'oms_project_up{oms="oms-a:8089",project_id="np_2"} 0.0' in text
+
+
+def full_body(store: Store, collector: ProjectCollector, *, openmetrics: bool) -> str:
+    from prometheus_client.openmetrics.exposition import generate_latest as generate_om
+
+    metrics = SelfMetrics()
+    own = generate_om(metrics.registry) if openmetrics else generate_latest(metrics.registry)
+    return collector.render(openmetrics=openmetrics) + own.decode()
+
+
+def test_text_and_openmetrics_bodies_parse(store: Store, collector: ProjectCollector):
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    store.record_failure("oms-a:8089", "np_1", Reason.HTTP, "HTTP 502")
+    text_families = {f.name for f in parse_text(full_body(store, collector, openmetrics=False))}
+    om_families = {f.name: f for f in parse_om(full_body(store, collector, openmetrics=True))}
+    assert {"oms_project_up", "oms_project_poll_errors", "oms_exporter_build_info"} <= text_families
+    assert om_families["oms_project_poll_errors"].type == "counter"
+    assert om_families["oms_project"].type == "info"
+
+
+def test_promtool_accepts_the_exposition(store: Store, collector: ProjectCollector):
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: run `make test`, which installs Debian's prometheus"
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    store.record_failure("oms-a:8089", "np_1", Reason.HTTP, "HTTP 502")
+    body = full_body(store, collector, openmetrics=False)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

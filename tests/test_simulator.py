@@ -1,0 +1,679 @@
+"""The built-in OMS simulator, asked over real HTTP on 127.0.0.1 like the exporter asks OMS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from oms_exporter.simulator import SimulatorConfig, create_app, scenario
+from oms_exporter.simulator.cli import start_simulator
+
+AUTH = {"Authorization": aiohttp.encode_basic_auth("admin", "oms-demo")}
+PROGRESS = "/api/v2?Action=DescribeProjectProgress"
+START = 1_700_000_000.0
+ENVELOPE = {
+    "success",
+    "code",
+    "message",
+    "advice",
+    "requestId",
+    "pageNumber",
+    "pageSize",
+    "totalCount",
+    "cost",
+    "data",
+}
+V4_FIELDS = {
+    "projectId",
+    "status",
+    "alarmLevel",
+    "enableIncrSync",
+    "currentStep",
+    "incrSyncCheckpoint",
+    "enableStructTransfer",
+    "enableFullTransfer",
+    "structTransferProgress",
+    "fullTransferProgress",
+    "enableReverseIncrTransfer",
+    "reverseIncrTransferCheckpoint",
+}
+V3_MIGRATION_FIELDS = {
+    "status",
+    "importance",
+    "enableStructMigration",
+    "enableFullMigration",
+    "enableIncrSync",
+    "enableReverseIncrSync",
+    "currentStep",
+    "structMigrationProgress",
+    "fullMigrationProgress",
+    "incrSyncCheckpoint",
+    "reverseIncrSyncCheckpoint",
+}
+V3_SYNC_FIELDS = {
+    "status",
+    "importance",
+    "enableStructSync",
+    "enableFullSync",
+    "enableIncrSync",
+    "currentStep",
+    "structSyncProgress",
+    "fullSyncProgress",
+    "incrSyncCheckpoint",
+}
+
+Client = TestClient[Any, Any]
+MakeSim = Callable[..., Awaitable[Client]]
+
+
+class FakeClock:
+    """A clock the test moves by hand, so no test sleeps through a lifecycle."""
+
+    def __init__(self) -> None:
+        self.now = START
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_sim(aiohttp_client: AiohttpClient, clock: FakeClock) -> MakeSim:
+    async def make(**overrides: Any) -> Client:
+        config = SimulatorConfig(**{"clock": clock, **overrides})
+        return await aiohttp_client(create_app(config))
+
+    return make
+
+
+@pytest.fixture
+async def v4(make_sim: MakeSim) -> Client:
+    return await make_sim(api="v4")
+
+
+@pytest.fixture
+async def v3(make_sim: MakeSim) -> Client:
+    return await make_sim(api="v3")
+
+
+async def call(client: Client, action: str, body: dict[str, Any]) -> dict[str, Any]:
+    resp = await client.post(f"/api/v2?Action={action}", json=body, headers=AUTH)
+    assert resp.status == 200
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+async def progress(client: Client, project_id: str) -> dict[str, Any]:
+    return await call(client, "DescribeProjectProgress", {"id": project_id})
+
+
+async def v3_progress(client: Client, kind: str, project_id: str) -> dict[str, Any]:
+    resp = await client.get(f"/api/omsp/v2/{kind}/{project_id}/progress", headers=AUTH)
+    assert resp.status == 200
+    answer: dict[str, Any] = await resp.json()
+    return answer
+
+
+async def admin(client: Client, path: str, body: dict[str, Any], status: int = 200) -> Any:
+    resp = await client.post(f"/_sim/{path}", json=body)
+    assert resp.status == status, await resp.text()
+    return await resp.json() if status < 300 else None
+
+
+# --- field names per flavour -------------------------------------------------------------
+
+
+async def test_v4_progress_speaks_the_4x_field_names(v4: Client) -> None:
+    answer = await progress(v4, "np_demo_migration")
+    assert set(answer) == ENVELOPE | {"errorDetail"}
+    assert answer["success"] is True
+    assert answer["cost"].endswith(" ms")
+    assert set(answer["data"]) == V4_FIELDS
+    assert answer["data"]["projectId"] == "np_demo_migration"
+    assert answer["data"]["alarmLevel"] == "HIGH"
+
+
+async def test_v3_migration_progress_speaks_the_33_migration_field_names(v3: Client) -> None:
+    answer = await v3_progress(v3, "migrations", "np_demo_migration")
+    assert set(answer) == ENVELOPE
+    assert set(answer["data"]) == V3_MIGRATION_FIELDS
+    assert answer["data"]["currentStep"] == "PRE_CHECK"
+    assert answer["data"]["incrSyncCheckpoint"] == 0
+
+
+async def test_v3_sync_progress_sends_the_checkpoint_as_a_string(v3: Client) -> None:
+    data = (await v3_progress(v3, "sync", "np_demo_sync"))["data"]
+    assert set(data) == V3_SYNC_FIELDS
+    assert data["currentStep"] == "CONNECTOR_INCR_SYNC"
+    assert isinstance(data["incrSyncCheckpoint"], str)
+    assert START - 90 <= int(data["incrSyncCheckpoint"]) <= START - 2
+
+
+async def test_v3_project_asked_on_the_other_kinds_path_is_not_found(v3: Client) -> None:
+    answer = await v3_progress(v3, "sync", "np_demo_migration")
+    assert answer["success"] is False
+    assert answer["code"] == "PROJECT_NOT_FOUND_ERROR"
+    answer = await v3_progress(v3, "migrations", "np_demo_sync")
+    assert answer["code"] == "PROJECT_NOT_FOUND_ERROR"
+
+
+async def test_v3_answers_the_4x_path_with_nginx_html_404(v3: Client) -> None:
+    resp = await v3.post(PROGRESS, json={"id": "np_demo_migration"}, headers=AUTH)
+    assert resp.status == 404
+    assert resp.content_type == "text/html"
+    assert "nginx" in await resp.text()
+
+
+async def test_unknown_action_and_missing_id_are_param_errors(v4: Client) -> None:
+    answer = await call(v4, "StopProject", {"id": "np_demo_migration"})
+    assert (answer["success"], answer["code"]) == (False, "PARAM_ERROR")
+    answer = await call(v4, "DescribeProjectProgress", {})
+    assert answer["code"] == "PARAM_ERROR"
+
+
+async def test_unknown_project_is_a_business_error_with_http_200(v4: Client) -> None:
+    answer = await progress(v4, "np_nope")
+    assert answer["success"] is False
+    assert answer["code"] == "GHANA-PROJECT000001"
+    assert "does not exist" in answer["message"]
+    assert answer["errorDetail"]["code"] == "GHANA-PROJECT000001"
+
+
+async def test_describe_project_lists_name_type_labels_and_endpoints(v4: Client) -> None:
+    data = (await call(v4, "DescribeProject", {"id": "np_demo_sync"}))["data"]
+    assert data["id"] == "np_demo_sync"
+    assert data["type"] == "SYNC"
+    assert data["status"] == "RUNNING"
+    assert data["labels"] == [{"id": data["labels"][0]["id"], "name": "demo"}]
+    assert (data["sourceEndpointType"], data["sinkEndpointType"]) == ("MYSQL", "KAFKA")
+
+
+async def test_describe_steps_reports_row_counts_of_the_full_transfer(
+    v4: Client, clock: FakeClock
+) -> None:
+    clock.advance(100)  # half-way through FULL_TRANSFER
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_migration"}))["data"]
+    names = [s["name"] for s in steps]
+    assert names[:3] == ["TRANSFER_PRECHECK", "STRUCT_TRANSFER", "FULL_TRANSFER"]
+    assert [s["order"] for s in steps] == list(range(1, len(steps) + 1))
+    full = steps[2]
+    assert (steps[0]["status"], full["status"], steps[3]["status"]) == (
+        "FINISHED",
+        "RUNNING",
+        "INIT",
+    )
+    info = full["stepInfo"]
+    assert 0 < info["processedRecords"] < info["capacity"]
+    assert info["srcRps"] > 0
+    assert info["dstRps"] > 0
+
+
+# --- auth and health ---------------------------------------------------------------------
+
+
+async def test_health_answers_without_auth(v4: Client) -> None:
+    resp = await v4.get("/oms/health")
+    assert resp.status == 200
+    assert await resp.json() == {"success": True, "data": {"healthy": True}}
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": aiohttp.encode_basic_auth("admin", "wrong")},
+        {"Authorization": aiohttp.encode_basic_auth("root", "oms-demo")},
+        {"Authorization": "Basic !!not-base64!!"},
+        {"Authorization": "Bearer oms-demo"},
+    ],
+)
+async def test_wrong_or_missing_credentials_get_401_json(
+    v4: Client, headers: dict[str, str]
+) -> None:
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_migration"}, headers=headers)
+    assert resp.status == 401
+    body = await resp.json()
+    assert (body["success"], body["code"]) == (False, "AUTHENTICATION_ERROR")
+
+
+async def test_v3_paths_need_auth_too(v3: Client) -> None:
+    resp = await v3.get("/api/omsp/v2/migrations/np_demo_migration/progress")
+    assert resp.status == 401
+
+
+async def test_configured_credentials_are_the_ones_accepted(make_sim: MakeSim) -> None:
+    client = await make_sim(username="ops", password="s3cret")
+    ok = await client.post(
+        PROGRESS,
+        json={"id": "np_demo_sync"},
+        headers={"Authorization": aiohttp.encode_basic_auth("ops", "s3cret")},
+    )
+    assert ok.status == 200
+    assert (await client.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)).status == 401
+
+
+def test_password_never_shows_in_the_config_repr() -> None:
+    assert "oms-demo" not in repr(SimulatorConfig())
+
+
+@pytest.mark.parametrize(
+    "bad", [{"api": "v5"}, {"scenario": "x"}, {"time_scale": 0}, {"fault_rate": 2.0}]
+)
+def test_config_refuses_what_it_cannot_simulate(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"."):
+        SimulatorConfig(**bad)
+
+
+# --- lifecycle and clock -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("api", "steps"),
+    [
+        ("v4", ["TRANSFER_PRECHECK", "STRUCT_TRANSFER", "FULL_TRANSFER", "INCR_TRANSFER"]),
+        ("v3", ["PRE_CHECK", "STRUCT_MIGRATION", "FULL_MIGRATION", "INCR_SYNC"]),
+    ],
+)
+async def test_clock_moves_a_migration_through_its_steps(
+    make_sim: MakeSim, clock: FakeClock, api: str, steps: list[str]
+) -> None:
+    client = await make_sim(api=api)
+
+    async def data() -> dict[str, Any]:
+        if api == "v4":
+            answer = await progress(client, "np_demo_migration")
+        else:
+            answer = await v3_progress(client, "migrations", "np_demo_migration")
+        found: dict[str, Any] = answer["data"]
+        return found
+
+    struct = "structTransferProgress" if api == "v4" else "structMigrationProgress"
+    full = "fullTransferProgress" if api == "v4" else "fullMigrationProgress"
+    reverse = "reverseIncrTransferCheckpoint" if api == "v4" else "reverseIncrSyncCheckpoint"
+    seen = await data()
+    assert (seen["currentStep"], seen[struct], seen["incrSyncCheckpoint"]) == (steps[0], 0, 0)
+    clock.advance(30)
+    seen = await data()
+    assert seen["currentStep"] == steps[1]
+    assert 0 < seen[struct] < 100
+    assert seen[full] == 0
+    clock.advance(70)
+    seen = await data()
+    assert (seen["currentStep"], seen[struct]) == (steps[2], 100)
+    assert 0 < seen[full] < 100
+    assert seen["incrSyncCheckpoint"] == 0
+    clock.advance(70)
+    seen = await data()
+    assert (seen["currentStep"], seen[full]) == (steps[3], 100)
+    assert clock.now - 90 <= seen["incrSyncCheckpoint"] <= clock.now - 2
+    assert seen[reverse] == 0
+    clock.advance(120)
+    seen = await data()
+    assert seen["currentStep"] in ("TRANSFER_APP_SWITCH", "APP_SWITCH")
+    assert seen["status"] == "RUNNING"
+    assert clock.now - 90 <= seen["incrSyncCheckpoint"] <= clock.now - 2
+    assert clock.now - 10 <= seen[reverse] <= clock.now
+
+
+async def test_time_scale_speeds_the_lifecycle_up(make_sim: MakeSim, clock: FakeClock) -> None:
+    client = await make_sim(time_scale=10.0)
+    clock.advance(17)  # 170 lifecycle seconds: past the full transfer
+    assert (await progress(client, "np_demo_migration"))["data"]["currentStep"] == "INCR_TRANSFER"
+
+
+async def test_demo_projects_show_each_situation(v4: Client, clock: FakeClock) -> None:
+    clock.advance(5)
+    failed = (await progress(v4, "np_demo_failed"))["data"]
+    assert (failed["status"], failed["currentStep"], failed["fullTransferProgress"]) == (
+        "FAILED",
+        "FULL_TRANSFER",
+        42,
+    )
+    suspended = (await progress(v4, "np_demo_suspended"))["data"]
+    assert suspended["status"] == "SUSPEND"
+    assert clock.now - suspended["incrSyncCheckpoint"] > 600  # frozen, so lag only grows
+    finished = (await progress(v4, "np_demo_finished"))["data"]
+    assert finished["status"] == "FINISHED"
+    assert (finished["structTransferProgress"], finished["fullTransferProgress"]) == (100, 100)
+    assert finished["enableIncrSync"] is False
+    sybase = (await progress(v4, "np_demo_sybase"))["data"]
+    assert sybase["incrSyncCheckpoint"] == "100,30"
+    sync = (await progress(v4, "np_demo_sync"))["data"]
+    assert (sync["status"], sync["currentStep"]) == ("RUNNING", "INCR_TRANSFER")
+
+
+def test_lag_waves_between_2_and_90_seconds_and_one_project_spikes() -> None:
+    steady = scenario.ProjectDef("p", "p", "migration")
+    lags = [scenario.lag_seconds(steady, t) for t in range(0, 1200, 7)]
+    assert 2.0 <= min(lags) < 5.0
+    assert 85.0 < max(lags) <= 90.0
+    spiky = next(p for p in scenario.demo_projects() if p.spiky)
+    assert max(scenario.lag_seconds(spiky, t) for t in range(0, 1800, 5)) > 300
+
+
+def test_bulk_projects_are_stable_and_mixed() -> None:
+    projects = scenario.bulk_projects(300)
+    assert projects[0].id == "p_sim_000001"
+    assert projects == scenario.bulk_projects(300)
+    assert {p.kind for p in projects} == {"migration", "sync"}
+    assert {p.status for p in projects} >= {None, "FAILED", "SUSPEND"}
+
+
+# --- ListProjects ------------------------------------------------------------------------
+
+
+async def test_list_projects_pages_through_every_project(make_sim: MakeSim) -> None:
+    client = await make_sim(scenario="bulk", projects=23)
+    ids: list[str] = []
+    for page in (1, 2, 3):
+        answer = await call(client, "ListProjects", {"pageNumber": page, "pageSize": 10})
+        assert (answer["totalCount"], answer["pageNumber"], answer["pageSize"]) == (23, page, 10)
+        ids += [p["id"] for p in answer["data"]]
+    assert ids == [f"p_sim_{i:06d}" for i in range(1, 24)]
+    assert (await call(client, "ListProjects", {"pageNumber": 4, "pageSize": 10}))["data"] == []
+
+
+async def test_list_projects_clamps_page_size_to_150(make_sim: MakeSim) -> None:
+    client = await make_sim(scenario="bulk", projects=200)
+    answer = await call(client, "ListProjects", {"pageSize": 1000})
+    assert (answer["pageSize"], len(answer["data"]), answer["totalCount"]) == (150, 150, 200)
+
+
+async def test_list_projects_filters_by_type_status_and_search_key(v4: Client) -> None:
+    syncs = await call(v4, "ListProjects", {"type": "SYNC", "pageSize": 50})
+    assert {p["id"] for p in syncs["data"]} == {"np_demo_sync", "np_demo_sybase"}
+    assert syncs["totalCount"] == 2
+    failed = await call(v4, "ListProjects", {"status": "FAILED"})
+    assert [p["id"] for p in failed["data"]] == ["np_demo_failed"]
+    found = await call(v4, "ListProjects", {"searchKey": "LEDGER"})
+    assert [p["id"] for p in found["data"]] == ["np_demo_sybase"]
+
+
+# --- faults --------------------------------------------------------------------------------
+
+
+async def set_fault(client: Client, fault: str, **extra: Any) -> None:
+    await admin(client, "projects/np_demo_sync", {"fault": fault, **extra})
+
+
+async def hanging_count(client: Client) -> int:
+    count: int = (await (await client.get("/_sim/requests")).json())["hanging"]
+    return count
+
+
+async def wait_for_hanging(client: Client, expected: int) -> None:
+    for _ in range(100):
+        if await hanging_count(client) == expected:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never saw {expected} hanging requests")
+
+
+async def test_hang_never_answers_until_the_client_gives_up(v4: Client) -> None:
+    await set_fault(v4, "hang")
+    request = asyncio.create_task(
+        v4.post(
+            PROGRESS,
+            json={"id": "np_demo_sync"},
+            headers=AUTH,
+            timeout=aiohttp.ClientTimeout(total=0.3),
+        )
+    )
+    await wait_for_hanging(v4, 1)
+    with pytest.raises(asyncio.TimeoutError):
+        await request
+    await wait_for_hanging(v4, 0)  # the abandoned request was cancelled, not leaked
+    assert (await progress(v4, "np_demo_migration"))["success"] is True
+
+
+async def test_slow_answers_after_the_configured_delay(v4: Client) -> None:
+    await set_fault(v4, "slow", slow_seconds=0.2)
+    started = time.monotonic()
+    answer = await progress(v4, "np_demo_sync")
+    assert time.monotonic() - started >= 0.2
+    assert answer["success"] is True
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "content_type"),
+    [
+        ("http_500", 500, "text/plain"),
+        ("http_502_html", 502, "text/html"),
+        ("broken_json", 200, "application/json"),
+    ],
+)
+async def test_transport_faults_break_the_http_answer(
+    v4: Client, fault: str, status: int, content_type: str
+) -> None:
+    await set_fault(v4, fault)
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)
+    assert (resp.status, resp.content_type) == (status, content_type)
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(await resp.text())
+
+
+async def test_success_false_fault_answers_cm_unavailable(v4: Client) -> None:
+    await set_fault(v4, "success_false")
+    answer = await progress(v4, "np_demo_sync")
+    assert (answer["success"], answer["code"]) == (False, "GHANA-OPERAT000001")
+
+
+async def test_not_found_fault_answers_project_missing(v4: Client) -> None:
+    await set_fault(v4, "not_found")
+    assert (await progress(v4, "np_demo_sync"))["code"] == "GHANA-PROJECT000001"
+
+
+async def test_oversized_fault_sends_megabytes_of_valid_json(v4: Client) -> None:
+    await set_fault(v4, "oversized")
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)
+    raw = await resp.read()
+    assert len(raw) > 2 * 1024 * 1024
+    assert json.loads(raw)["data"]["status"] == "RUNNING"
+
+
+async def test_future_checkpoint_fault_is_an_hour_ahead(v4: Client, clock: FakeClock) -> None:
+    await set_fault(v4, "future_checkpoint")
+    data = (await progress(v4, "np_demo_sync"))["data"]
+    assert data["incrSyncCheckpoint"] == int(clock.now) + 3600
+
+
+async def test_pascal_case_fault_capitalises_every_key(v4: Client) -> None:
+    await set_fault(v4, "pascal_case")
+    answer = await progress(v4, "np_demo_sync")
+    assert answer["Success"] is True
+    assert answer["Data"]["Status"] == "RUNNING"
+    assert "IncrSyncCheckpoint" in answer["Data"]
+
+
+async def test_string_numbers_fault_quotes_progress_and_checkpoints(v4: Client) -> None:
+    await set_fault(v4, "string_numbers")
+    data = (await progress(v4, "np_demo_sync"))["data"]
+    assert data["fullTransferProgress"] == "100"
+    assert data["incrSyncCheckpoint"].isdigit()
+
+
+async def test_out_of_range_fault_sends_the_documents_sample_values(v4: Client) -> None:
+    await set_fault(v4, "out_of_range")
+    data = (await progress(v4, "np_demo_sync"))["data"]
+    assert (data["structTransferProgress"], data["fullTransferProgress"]) == (5151, 8897)
+
+
+def outcome(status: int, raw: bytes) -> str:
+    """Name what a client would make of an answer."""
+    if status != 200:
+        return str(status)
+    try:
+        return "ok" if json.loads(raw)["success"] else "success_false"
+    except json.JSONDecodeError:
+        return "broken_json"
+
+
+async def test_fault_rate_breaks_a_seeded_share_of_requests(make_sim: MakeSim) -> None:
+    async def outcomes(client: Client) -> list[str]:
+        seen = []
+        for _ in range(200):
+            resp = await client.post(PROGRESS, json={"id": "p_sim_000001"}, headers=AUTH)
+            seen.append(outcome(resp.status, await resp.read()))
+        return seen
+
+    first = await outcomes(await make_sim(scenario="bulk", projects=5, fault_rate=0.3, seed=7))
+    again = await outcomes(await make_sim(scenario="bulk", projects=5, fault_rate=0.3, seed=7))
+    assert first == again  # seeded: the same requests fail every run
+    assert set(first) == {"ok", "500", "502", "broken_json"}
+    assert 30 < len([o for o in first if o != "ok"]) < 90
+
+
+async def test_down_switch_answers_503_html_until_back_up(v4: Client) -> None:
+    await admin(v4, "down", {"down": True})
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)
+    assert (resp.status, resp.content_type) == (503, "text/html")
+    assert (await v4.get("/oms/health")).status == 503
+    await admin(v4, "down", {"down": False})
+    assert (await progress(v4, "np_demo_sync"))["success"] is True
+
+
+# --- the control API ---------------------------------------------------------------------
+
+
+async def test_admin_lists_projects_and_their_state(v4: Client) -> None:
+    projects = (await (await v4.get("/_sim/projects")).json())["projects"]
+    by_id = {p["id"]: p for p in projects}
+    assert len(by_id) == 7
+    assert by_id["np_demo_failed"]["status"] == "FAILED"
+    assert by_id["np_demo_sybase"]["kind"] == "sync"
+
+
+async def test_admin_overrides_status_step_and_lag(v4: Client, clock: FakeClock) -> None:
+    await admin(
+        v4,
+        "projects/np_demo_sync",
+        {"status": "RUNNING_ALARMING", "current_step": "SOMETHING_NEW", "lag_seconds": 123},
+    )
+    data = (await progress(v4, "np_demo_sync"))["data"]
+    assert (data["status"], data["currentStep"]) == ("RUNNING_ALARMING", "SOMETHING_NEW")
+    assert data["incrSyncCheckpoint"] == int(clock.now - 123)
+    await admin(v4, "projects/np_demo_migration", {"current_step": "FULL_TRANSFER"})
+    data = (await progress(v4, "np_demo_migration"))["data"]
+    assert (data["currentStep"], data["fullTransferProgress"]) == ("FULL_TRANSFER", 50)
+    await admin(v4, "projects/np_demo_migration", {"current_step": "INCR_TRANSFER"})
+    data = (await progress(v4, "np_demo_migration"))["data"]
+    assert data["currentStep"] == "INCR_TRANSFER"
+    assert clock.now - 90 <= data["incrSyncCheckpoint"] <= clock.now - 2  # never ahead
+
+
+async def test_admin_deleted_project_is_not_found_and_not_listed(v4: Client) -> None:
+    await admin(v4, "projects/np_demo_sync", {"deleted": True})
+    assert (await progress(v4, "np_demo_sync"))["code"] == "GHANA-PROJECT000001"
+    listed = await call(v4, "ListProjects", {"pageSize": 50})
+    assert "np_demo_sync" not in {p["id"] for p in listed["data"]}
+    assert listed["totalCount"] == 6
+
+
+async def test_admin_adds_a_project(v4: Client) -> None:
+    await admin(v4, "projects", {"id": "np_new", "kind": "sync", "offset_seconds": 1000}, 201)
+    data = (await progress(v4, "np_new"))["data"]
+    assert (data["status"], data["currentStep"]) == ("RUNNING", "INCR_TRANSFER")
+    await admin(v4, "projects", {"id": "np_new", "kind": "sync"}, 409)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status"),
+    [
+        ("projects/np_demo_sync", {"fault": "gremlins"}, 400),
+        ("projects/np_demo_sync", {"colour": "red"}, 400),
+        ("projects/np_demo_sync", {"lag_seconds": True}, 400),
+        ("projects/np_missing", {"status": "FAILED"}, 404),
+        ("projects", {"id": "x", "kind": "other"}, 400),
+        ("down", {"down": "yes"}, 400),
+    ],
+)
+async def test_admin_refuses_what_it_does_not_understand(
+    v4: Client, path: str, body: dict[str, Any], status: int
+) -> None:
+    await admin(v4, path, body, status)
+
+
+async def test_admin_reset_restores_the_scenario_and_counters(v4: Client, clock: FakeClock) -> None:
+    await admin(v4, "projects/np_demo_sync", {"deleted": True})
+    await admin(v4, "down", {"down": True})
+    clock.advance(100)
+    await admin(v4, "reset", {})
+    assert (await progress(v4, "np_demo_sync"))["success"] is True
+    data = (await progress(v4, "np_demo_migration"))["data"]
+    assert data["currentStep"] == "TRANSFER_PRECHECK"
+    counters = await (await v4.get("/_sim/requests")).json()
+    assert counters["total"] == 2
+
+
+async def test_admin_advance_moves_lifecycles_on(v4: Client) -> None:
+    await admin(v4, "advance", {"seconds": 100})
+    assert (await progress(v4, "np_demo_migration"))["data"]["currentStep"] == "FULL_TRANSFER"
+
+
+async def test_request_counters_count_per_path_and_project(v3: Client) -> None:
+    for _ in range(3):
+        await v3_progress(v3, "migrations", "np_demo_migration")
+    await v3.get("/oms/health")
+    counters = await (await v3.get("/_sim/requests")).json()
+    assert counters["paths"]["/api/omsp/v2/migrations/np_demo_migration/progress"] == 3
+    assert counters["paths"]["/oms/health"] == 1
+    assert counters["projects"] == {"np_demo_migration": 3}
+    assert counters["total"] == 4
+
+
+# --- running it ----------------------------------------------------------------------------
+
+
+async def test_start_simulator_serves_on_a_free_port() -> None:
+    runner, url = await start_simulator(SimulatorConfig(scenario="bulk", projects=10))
+    try:
+        async with (
+            aiohttp.ClientSession(headers=AUTH) as session,
+            session.post(f"{url}{PROGRESS}", json={"id": "p_sim_000010"}) as resp,
+        ):
+            assert (await resp.json())["data"]["projectId"] == "p_sim_000010"
+    finally:
+        await runner.cleanup()
+
+
+def test_cli_announces_its_port_and_stops_on_sigterm() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    code = "from oms_exporter.simulator.cli import main; raise SystemExit(main())"
+    args = ["--port", "0", "--api", "v3", "--scenario", "bulk", "--projects", "5"]
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *args], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line.startswith("OMS simulator (api=v3, scenario=bulk, 5 projects) listening on ")
+        url = line.rsplit(" ", 1)[1].strip()
+        with urllib.request.urlopen(f"{url}/oms/health", timeout=5) as resp:  # noqa: S310
+            assert json.loads(resp.read())["data"]["healthy"] is True
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
