@@ -41,6 +41,7 @@ class Target:
     client: OmsClient
     project_ids: list[str]
     max_concurrency: int
+    request_timeout_seconds: float = 10.0
     reachable: bool = True
     # project_id -> (consecutive not-found polls, earliest next poll)
     not_found: dict[str, tuple[int, float]] = field(default_factory=dict)
@@ -163,7 +164,8 @@ class Poller:
                     and outcome.tripped_reason is None
                 ):
                     delay = RETRY_BASE_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-                    if delay < (deadline - time.monotonic()) / 2:
+                    # Retry only if the retry, timing out too, still ends within the round.
+                    if time.monotonic() + delay + target.request_timeout_seconds < deadline:
                         await asyncio.sleep(delay)
                         continue
                 self._on_error(target, project_id, error)

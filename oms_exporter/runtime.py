@@ -90,6 +90,7 @@ class Exporter:
                     client=client,
                     project_ids=list(settings.project_ids),
                     max_concurrency=settings.max_concurrency,
+                    request_timeout_seconds=settings.request_timeout,
                 )
             ]
         )

@@ -79,7 +79,8 @@ class ReplayOms:
     """Answers per project id; ``speaks_v4=False`` makes it a 3.3 OMS behind nginx."""
 
     speaks_v4: bool = True
-    v4: dict[str, Reply] = field(default_factory=dict)
+    # A list is a script: each request takes the next reply, the last one repeats.
+    v4: dict[str, Reply | list[Reply]] = field(default_factory=dict)
     describe: dict[str, Reply] = field(default_factory=dict)
     v3_migration: dict[str, Reply] = field(default_factory=dict)
     v3_sync: dict[str, Reply] = field(default_factory=dict)
@@ -100,7 +101,9 @@ class ReplayOms:
             if (action is None or seen.action == action) and path_part in seen.path
         )
 
-    async def _answer(self, reply: Reply) -> web.Response:
+    async def _answer(self, reply: Reply | list[Reply]) -> web.Response:
+        if isinstance(reply, list):
+            reply = reply.pop(0) if len(reply) > 1 else reply[0]
         if reply.hang:
             await asyncio.Event().wait()
         if reply.delay_seconds:

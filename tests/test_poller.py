@@ -1,0 +1,197 @@
+"""The poller against a replaying OMS: isolation, backoff, outages, retries, no overlap."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from oms_exporter.model import Reason
+from oms_exporter.poller import Poller, Target
+from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.store import Store
+from tests.conftest import ClientUnderTest
+from tests.oms_replay import Reply, ReplayOms
+
+MakeClient = Callable[..., ClientUnderTest]
+GOOD = Reply.fixture("v4_progress.json")
+OUTAGE = Reply.fixture("proxy_502.html", status=503)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def build(
+    make_client: MakeClient,
+    project_ids: list[str],
+    *,
+    interval: float = 10.0,
+    concurrency: int = 4,
+    timeout_seconds: float = 2.0,
+) -> tuple[Poller, Clock]:
+    clock = Clock()
+    cut = make_client("v4", max_concurrency=concurrency, timeout_seconds=timeout_seconds)
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=interval, clock=clock)
+    target = Target(
+        name="oms",
+        client=cut.client,
+        project_ids=project_ids,
+        max_concurrency=concurrency,
+        request_timeout_seconds=timeout_seconds,
+    )
+    poller.set_targets([target])
+    return poller, clock
+
+
+def up(poller: Poller, project_id: str) -> bool:
+    state = poller.store.get("oms", project_id)
+    assert state is not None
+    return state.up
+
+
+def oms_up(poller: Poller) -> float:
+    return poller.metrics.oms_up.labels("oms")._value.get()  # noqa: SLF001
+
+
+async def test_hanging_project_does_not_delay_others(replay: ReplayOms, make_client: MakeClient):
+    ids = [f"p{i}" for i in range(6)]
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+    replay.v4["p0"] = Reply(b"", hang=True)
+    poller, _ = build(make_client, ids, timeout_seconds=0.5)
+    round_task = asyncio.create_task(poller.poll_round())
+    for _ in range(50):
+        if all(up(poller, pid) for pid in ids[1:]):
+            break
+        await asyncio.sleep(0.02)
+    assert all(up(poller, pid) for pid in ids[1:])
+    assert not round_task.done()  # the others' values were in before the hang ended
+    await round_task
+    state = poller.store.get("oms", "p0")
+    assert state is not None
+    assert state.last_error_reason is Reason.TIMEOUT
+
+
+async def test_not_found_project_is_polled_with_backoff(replay: ReplayOms, make_client: MakeClient):
+    replay.v4["ok"] = GOOD
+    poller, clock = build(make_client, ["ok", "gone"])
+    for _ in range(8):
+        await poller.poll_round()
+        clock.now += 10
+    polled = replay.count(action="DescribeProjectProgress")
+    # "ok" every round (8); "gone" in rounds 1, 2, 4 and 8 only.
+    assert polled == 8 + 4
+    state = poller.store.get("oms", "gone")
+    assert state is not None
+    assert state.last_error_reason is Reason.NOT_FOUND
+    assert oms_up(poller) == 1.0  # a not-found answer is still a working OMS
+
+
+async def test_whole_oms_down_is_probed_once_per_round_and_recovers(
+    replay: ReplayOms, make_client: MakeClient
+):
+    ids = [f"p{i}" for i in range(20)]
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+    poller, _ = build(make_client, ids)
+    await poller.poll_round()
+    assert oms_up(poller) == 1.0
+
+    replay.everything = OUTAGE
+    before = len(replay.seen)
+    await poller.poll_round()
+    first_down_round = len(replay.seen) - before
+    assert first_down_round <= 10, "an outage must not cost a request (and retries) per project"
+    assert not any(up(poller, pid) for pid in ids)
+    assert oms_up(poller) == 0.0
+
+    before = len(replay.seen)
+    await poller.poll_round()
+    assert len(replay.seen) - before == 1  # one probe
+
+    replay.everything = None
+    await poller.poll_round()  # recovery within one round of OMS coming back
+    assert all(up(poller, pid) for pid in ids)
+    assert oms_up(poller) == 1.0
+
+
+async def test_transient_error_is_retried_within_the_round(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.v4["ok"] = GOOD
+    replay.v4["flaky"] = [Reply.fixture("proxy_502.html", status=502), GOOD]
+    poller, _ = build(make_client, ["ok", "flaky"], concurrency=1)
+    await poller.poll_round()
+    assert up(poller, "flaky")
+    assert replay.count(action="DescribeProjectProgress") == 3
+
+
+async def test_unexpected_exception_marks_only_that_project_down(
+    replay: ReplayOms, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+):
+    replay.v4["ok"] = GOOD
+    replay.v4["bug"] = GOOD
+    poller, _ = build(make_client, ["ok", "bug"])
+    client = poller.targets["oms"].client
+    original = client.fetch_progress
+
+    async def buggy(project_id: str):  # type: ignore[no-untyped-def]
+        if project_id == "bug":
+            raise RuntimeError("boom")
+        return await original(project_id)
+
+    monkeypatch.setattr(client, "fetch_progress", buggy)
+    await poller.poll_round()
+    assert up(poller, "ok")
+    assert not up(poller, "bug")
+    state = poller.store.get("oms", "bug")
+    assert state is not None
+    assert state.last_error_reason is Reason.INVALID
+
+
+async def test_rounds_never_overlap(replay: ReplayOms, make_client: MakeClient):
+    replay.v4["slow"] = Reply(GOOD.body, delay_seconds=0.15)
+    poller, _ = build(make_client, ["slow"], interval=0.05)
+    in_flight = 0
+    peak = 0
+    original = poller.poll_round
+
+    async def tracked() -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await original()
+        finally:
+            in_flight -= 1
+
+    poller.poll_round = tracked  # type: ignore[method-assign]
+    task = asyncio.create_task(poller.run())
+    await asyncio.sleep(0.6)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert poller.rounds >= 2
+    assert peak == 1
+
+
+async def test_reconfigured_projects_appear_and_disappear(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.v4["a"] = GOOD
+    replay.v4["b"] = GOOD
+    poller, _ = build(make_client, ["a"])
+    await poller.poll_round()
+    target = poller.targets["oms"]
+    poller.set_targets(
+        [Target(name="oms", client=target.client, project_ids=["b"], max_concurrency=4)]
+    )
+    assert poller.store.get("oms", "a") is None
+    await poller.poll_round()
+    assert up(poller, "b")
