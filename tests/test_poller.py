@@ -12,7 +12,7 @@ from oms_exporter.poller import Poller, Target
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.store import Store
 from tests.conftest import ClientUnderTest
-from tests.oms_replay import Reply, ReplayOms
+from tests.oms_replay import ReplayOms, Reply
 
 MakeClient = Callable[..., ClientUnderTest]
 GOOD = Reply.fixture("v4_progress.json")
@@ -56,7 +56,7 @@ def up(poller: Poller, project_id: str) -> bool:
 
 
 def oms_up(poller: Poller) -> float:
-    return poller.metrics.oms_up.labels("oms")._value.get()  # noqa: SLF001
+    return poller.metrics.oms_up.labels("oms")._value.get()
 
 
 async def test_hanging_project_does_not_delay_others(replay: ReplayOms, make_client: MakeClient):
