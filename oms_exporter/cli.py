@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -21,6 +22,7 @@ from oms_exporter.settings import (
     load_settings,
     parse_listen_address,
 )
+from oms_exporter.webconfig import WebConfig, load_web_config
 
 log = logging.getLogger("oms_exporter")
 
@@ -86,40 +88,53 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run_demo(args))
     try:
         settings = load_settings(args, config_file)
+        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
     except ConfigError as exc:
         return _fail(f"invalid configuration: {exc}")
     if check_only:
         print(f"configuration OK: {len(settings.project_ids)} projects on {settings.oms_label}")
         return 0
-    return asyncio.run(serve(settings))
+    return asyncio.run(
+        serve(settings, web_config=web_config, loader=lambda: load_settings(args, config_file))
+    )
 
 
-async def serve(settings: Settings, *, banner: str | None = None) -> int:
-    """Run the exporter until SIGTERM or SIGINT."""
+async def serve(
+    settings: Settings,
+    *,
+    web_config: WebConfig | None = None,
+    loader: Callable[[], Settings] | None = None,
+    banner: str | None = None,
+) -> int:
+    """Run the exporter until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
     from oms_exporter.logsetup import setup_logging
     from oms_exporter.runtime import Exporter
     from oms_exporter.web import create_app
 
     setup_logging(level=settings.log_level, fmt=settings.log_format)
     host, port = parse_listen_address(settings.listen_address)
+    exporter = Exporter(settings, loader=loader)
     runner = web.AppRunner(
-        create_app(Exporter(settings)),
+        create_app(exporter, web_config),
         access_log=None,
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
     )
     await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
+        ssl_context = web_config.ssl_context if web_config else None
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
     except OSError as exc:
         await runner.cleanup()
         return _fail(f"cannot listen on {settings.listen_address}: {exc.strerror}")
+    scheme = "https" if web_config and web_config.ssl_context else "http"
     bound = ", ".join(f"{addr[0]}:{addr[1]}" for addr in runner.addresses)
     log.info(
         "listening on %s",
         bound,
         extra={
+            "scheme": scheme,
             "oms": settings.oms_label,
             "projects": len(settings.project_ids),
             "version": __version__,
@@ -129,13 +144,26 @@ async def serve(settings: Settings, *, banner: str | None = None) -> int:
         port_bound = runner.addresses[0][1] if runner.addresses else port
         print(banner.format(port=port_bound), flush=True)
     stop = asyncio.Event()
+    reload_requested = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
+
+    async def reload_on_sighup() -> None:
+        while True:
+            await reload_requested.wait()
+            reload_requested.clear()
+            await exporter.reload()
+
+    reloader = asyncio.create_task(reload_on_sighup())
     try:
         await stop.wait()
     finally:
         log.info("shutting down")
+        reloader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloader
         await runner.cleanup()
     return 0
 

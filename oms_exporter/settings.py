@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         extra="forbid",
         frozen=True,
         case_sensitive=False,
+        # An empty variable (a blank line in an env file) means "not set", not "empty value".
+        env_ignore_empty=True,
     )
 
     oms_url: str = Field(description="OMS base URL, http or https")
@@ -85,8 +87,13 @@ class Settings(BaseSettings):
     )
     tls_insecure_skip_verify: bool = Field(default=False, description="skip OMS TLS verification")
     tls_ca_file: Path | None = Field(default=None, description="CA bundle for OMS TLS")
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
-    log_format: Literal["text", "json"] = "text"
+    web_config_file: Path | None = Field(
+        default=None, description="exporter-toolkit web config: HTTPS and/or Basic auth"
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="debug, info, warning or error"
+    )
+    log_format: Literal["text", "json"] = Field(default="text", description="text or json")
 
     @field_validator("oms_url")
     @classmethod
@@ -120,7 +127,7 @@ class Settings(BaseSettings):
         parse_listen_address(value)
         return value
 
-    @field_validator("tls_ca_file", "oms_password_file")
+    @field_validator("tls_ca_file", "oms_password_file", "web_config_file")
     @classmethod
     def _check_readable(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():

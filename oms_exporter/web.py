@@ -11,6 +11,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from oms_exporter.landing import render_landing
 from oms_exporter.runtime import Exporter
+from oms_exporter.webconfig import WebConfig, auth_middleware
 
 EXPORTER_KEY: Final = web.AppKey("exporter", Exporter)
 TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
@@ -54,6 +55,13 @@ async def readyz(request: web.Request) -> web.Response:
     return web.Response(status=503, text="waiting for the first poll round\n")
 
 
+async def reload(request: web.Request) -> web.Response:
+    error = await request.app[EXPORTER_KEY].reload()
+    if error is None:
+        return web.Response(text="configuration reloaded\n")
+    return web.Response(status=500, text=f"reload failed, running configuration kept: {error}\n")
+
+
 async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     exporter = app[EXPORTER_KEY]
     await exporter.start()
@@ -61,12 +69,14 @@ async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
     await exporter.stop()
 
 
-def create_app(exporter: Exporter) -> web.Application:
-    app = web.Application()
+def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.Application:
+    middlewares = [auth_middleware(web_config)] if web_config and web_config.users else []
+    app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_post("/-/reload", reload)
     app.cleanup_ctx.append(_lifecycle)
     return app
