@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages that give the tests promtool, amtool and real Prometheus/Alertmanager servers.
-DEBIAN_TOOLS := prometheus prometheus-alertmanager
+# Debian packages the tests use: promtool, amtool and real Prometheus/Alertmanager servers,
+# systemd-analyze for the unit file, openssl for test certificates.
+DEBIAN_TOOLS := prometheus prometheus-alertmanager systemd openssl
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck pytest tools venv clean bench bench-smoke
@@ -28,7 +29,8 @@ $(STAMP): pyproject.toml
 # Install promtool/amtool (and the servers) from Debian when they are missing.
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null; then \
+	    || ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
+	    || ! command -v systemd-analyze >/dev/null || ! command -v openssl >/dev/null; then \
 	  echo "Installing $(DEBIAN_TOOLS) from Debian..."; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \

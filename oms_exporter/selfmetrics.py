@@ -10,6 +10,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     ProcessCollector,
+    disable_created_metrics,
 )
 from prometheus_client.platform_collector import PlatformCollector
 
@@ -24,6 +25,8 @@ class SelfMetrics:
     """Exporter-level and OMS-level metrics; bounded labels only (``oms``, ``reason``)."""
 
     def __init__(self) -> None:
+        # `_created` series double every counter's lines and help no dashboard or alert here.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
