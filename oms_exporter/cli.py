@@ -92,7 +92,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         return _fail(f"invalid configuration: {exc}")
     if check_only:
-        print(f"configuration OK: {len(settings.project_ids)} projects on {settings.oms_label}")
+        targets = settings.oms_targets()
+        static = sum(len(target.project_ids) for target in targets)
+        discovering = [target.label for target in targets if target.discovers]
+        note = f", discovery on {', '.join(discovering)}" if discovering else ""
+        print(f"configuration OK: {static} projects on {settings.oms_label}{note}")
         return 0
     return asyncio.run(
         serve(settings, web_config=web_config, loader=lambda: load_settings(args, config_file))
@@ -136,7 +140,6 @@ async def serve(
         extra={
             "scheme": scheme,
             "oms": settings.oms_label,
-            "projects": len(settings.project_ids),
             "version": __version__,
         },
     )

@@ -11,7 +11,14 @@ from typing import Final, Literal
 
 from prometheus_client.utils import floatToGoString
 
-from oms_exporter.model import ALL_STATUSES, FEATURES
+from oms_exporter.model import (
+    ALL_STATUSES,
+    FEATURES,
+    STEP_STATUSES,
+    FullTransfer,
+    ProjectDetails,
+    Step,
+)
 from oms_exporter.store import ProjectState
 
 # (extra label text such as ',status="RUNNING"', value)
@@ -63,11 +70,22 @@ def _info(state: ProjectState) -> Iterable[Sample]:
     progress = state.progress
     if progress is None:
         return
+    details = progress.details or ProjectDetails(progress.project_id)
     labels = (
         label("api", progress.api.value)
         + label("kind", progress.kind.value)
         + label("alarm_level", progress.alarm_level)
     )
+    # 4.x-only facts; an empty label is no label in PromQL, so leave unknown ones out.
+    for name, value in (
+        ("name", details.name),
+        ("type", details.type),
+        ("source_type", details.source_type),
+        ("sink_type", details.sink_type),
+        ("labels", details.labels),
+    ):
+        if value:
+            labels += label(name, value)
     yield labels, 1.0
 
 
@@ -96,6 +114,36 @@ def _checkpoints(state: ProjectState) -> Iterable[Sample]:
             yield label("direction", point.direction), point.seconds
 
 
+def _steps(state: ProjectState) -> Iterable[Step]:
+    if state.progress is not None and state.progress.steps is not None:
+        yield from state.progress.steps
+
+
+def _step_progress(state: ProjectState) -> Iterable[Sample]:
+    for step in _steps(state):
+        if step.progress_ratio is not None:
+            yield label("step", step.name), step.progress_ratio
+
+
+def _step_status(state: ProjectState) -> Iterable[Sample]:
+    for step in _steps(state):
+        for status in STEP_STATUSES:
+            yield label("step", step.name) + label("status", status), float(status == step.status)
+
+
+def _full_transfer(
+    value: Callable[[FullTransfer], float | None],
+) -> Callable[[ProjectState], Iterable[Sample]]:
+    def samples(state: ProjectState) -> Iterable[Sample]:
+        for step in _steps(state):
+            if step.full_transfer is not None:
+                number = value(step.full_transfer)
+                if number is not None:
+                    yield label("step", step.name), number
+
+    return samples
+
+
 def _last_success(state: ProjectState) -> Iterable[Sample]:
     if state.last_success_seconds is not None:
         yield "", state.last_success_seconds
@@ -117,7 +165,8 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
     Family("oms_project_current_step", "Current step of the project, always 1.", "gauge", _step),
     Family(
         "oms_project_info",
-        "Project facts: the API that answered, its kind and OMS alarm (protection) level.",
+        "Project facts: the API that answered, kind, OMS alarm (protection) level, and on 4.x "
+        "its name, type, endpoint types and labels.",
         "info",
         _info,
     ),
@@ -146,6 +195,55 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
         "Incremental sync checkpoint as unix time, when OMS reports a timestamp.",
         "gauge",
         _checkpoints,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_step_progress_ratio",
+        "Progress of each step of the project (4.x DescribeProjectSteps), 0 to 1.",
+        "gauge",
+        _step_progress,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_step_status",
+        "Status of each step of the project, one-hot; UNKNOWN for values this exporter does "
+        "not know.",
+        "gauge",
+        _step_status,
+    ),
+    Family(
+        "oms_project_full_transfer_processed_rows",
+        "Rows the full transfer (or full verification) step has processed.",
+        "gauge",
+        _full_transfer(lambda f: f.processed_rows),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_estimated_rows",
+        "OMS's estimate of the rows the full transfer step will process; can be exceeded.",
+        "gauge",
+        _full_transfer(lambda f: f.estimated_rows),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_source_rows_per_second",
+        "Rows per second read from the source during full transfer.",
+        "gauge",
+        _full_transfer(lambda f: f.source_rows_per_second),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_sink_rows_per_second",
+        "Rows per second written to the sink during full transfer.",
+        "gauge",
+        _full_transfer(lambda f: f.sink_rows_per_second),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_eta_seconds",
+        "Estimated seconds until full transfer ends: rows left over the sink's current rate.",
+        "gauge",
+        _full_transfer(lambda f: f.eta_seconds),
         hidden_when_stale=True,
     ),
     Family(

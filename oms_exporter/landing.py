@@ -113,6 +113,10 @@ def render_landing(exporter: Exporter) -> str:
     ]
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     rows = "".join(_row(now, state) for state in states)
+    targets = ", ".join(
+        f"<code>{escape(target.label)}</code> ({escape(target.url)})"
+        for target in settings.oms_targets()
+    )
     refresh = max(5, min(60, round(settings.poll_interval)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -120,7 +124,7 @@ def render_landing(exporter: Exporter) -> str:
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>OMS exporter</title><style>{_STYLE}</style></head>
 <body><h1>OMS exporter</h1>
-<p>Version {escape(__version__)} · OMS <code>{escape(settings.oms_url)}</code> ·
+<p>Version {escape(__version__)} · OMS {targets} ·
 {len(states)} projects, {up} up · polled every {settings.poll_interval:g} s</p>
 <p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> ·
 <a href="/readyz">Readiness</a></p>

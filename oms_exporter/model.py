@@ -71,6 +71,52 @@ class Checkpoint:
     raw: str
 
 
+STEP_STATUSES: Final = ("INIT", "RUNNING", "FAILED", "FINISHED", "SUSPEND", "MONITORING", UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectDetails:
+    """What OMS 4.x says about a project beyond its progress (ListProjects, DescribeProject)."""
+
+    project_id: str
+    name: str = ""
+    type: str = ""  # MIGRATION or SYNC as OMS spells it, "" when unknown
+    source_type: str = ""
+    sink_type: str = ""
+    labels: str = ""  # label names, sorted and joined with ",", bounded in length
+    status: str = UNKNOWN
+
+    @property
+    def kind(self) -> Kind:
+        return {"MIGRATION": Kind.MIGRATION, "SYNC": Kind.SYNC}.get(self.type, Kind.UNKNOWN)
+
+
+@dataclass(frozen=True, slots=True)
+class FullTransfer:
+    """Row counts and rates of a full transfer step (its ``stepInfo``)."""
+
+    processed_rows: float | None
+    estimated_rows: float | None
+    source_rows_per_second: float | None
+    sink_rows_per_second: float | None
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Rows left at the sink's current rate; None when it cannot be estimated."""
+        done, total, rate = self.processed_rows, self.estimated_rows, self.sink_rows_per_second
+        if done is None or total is None or not rate or rate <= 0:
+            return None
+        return max(0.0, total - done) / rate
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    status: str
+    progress_ratio: float | None
+    full_transfer: FullTransfer | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class ProjectProgress:
     """What one successful poll learned about one project."""
@@ -86,7 +132,12 @@ class ProjectProgress:
     struct_progress_ratio: float | None
     full_progress_ratio: float | None
     checkpoints: tuple[Checkpoint, ...]
-    name: str | None = None
+    details: ProjectDetails | None = None
+    steps: tuple[Step, ...] | None = None
+
+    @property
+    def name(self) -> str | None:
+        return self.details.name if self.details and self.details.name else None
 
 
 def normalise_status(value: object) -> str:
@@ -139,6 +190,11 @@ def progress_ratio(value: object) -> float | None:
     if number is None:
         return None
     return min(max(number / 100.0, 0.0), 1.0)
+
+
+def label_text(value: object, limit: int = 64) -> str:
+    """A short single-line label value from whatever OMS sent."""
+    return " ".join(value.split())[:limit] if isinstance(value, str) else ""
 
 
 def checkpoint(direction: str, value: object) -> Checkpoint:

@@ -13,13 +13,15 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
-from oms_exporter.model import Reason
-from oms_exporter.oms.client import OmsClient
+from oms_exporter.model import ProjectProgress, Reason
+from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import OmsError, is_transient
 from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.settings import DiscoverySettings
+from oms_exporter.sharding import Shard
 from oms_exporter.store import ProjectState, Store
 
 log = logging.getLogger(__name__)
@@ -31,6 +33,8 @@ _ANSWERED: Final = frozenset({Reason.NOT_FOUND, Reason.API_ERROR})
 # Consecutive transport failures with no good answer that mark an OMS unreachable mid-round.
 _TRIP_AFTER: Final = 3
 _MAX_NOT_FOUND_BACKOFF_ROUNDS: Final = 32
+# Statuses whose steps no longer change: fetch them once.
+_SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 
 
 @dataclass(slots=True)
@@ -39,12 +43,24 @@ class Target:
 
     name: str
     client: OmsClient
-    project_ids: list[str]
+    static_ids: list[str]
     max_concurrency: int
     request_timeout_seconds: float = 10.0
+    discovery: DiscoverySettings | None = None  # None: discovery off (or unavailable)
+    step_details: bool = False
+    shard: Shard = field(default_factory=Shard)
     reachable: bool = True
+    discovered_ids: list[str] | None = None
+    next_discovery: float = 0.0  # time.monotonic() of the next ListProjects
+    discovery_ok: bool = True
+    project_ids: list[str] = field(default_factory=list)
     # project_id -> (consecutive not-found polls, earliest next poll)
     not_found: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    def refresh_ids(self) -> None:
+        """Static and discovered IDs, merged, in this replica's shard."""
+        merged = dict.fromkeys([*self.static_ids, *(self.discovered_ids or [])])
+        self.project_ids = [pid for pid in merged if self.shard.owns(self.name, pid)]
 
 
 @dataclass(slots=True)
@@ -83,13 +99,20 @@ class Poller:
         for target in targets:
             old = self.targets.get(target.name)
             if old is not None and old.client is target.client:
-                target.not_found = {
-                    pid: value for pid, value in old.not_found.items() if pid in target.project_ids
-                }
-            for project_id in self.store.set_projects(target.name, target.project_ids):
-                target.client.forget(project_id)
-            self.metrics.projects.labels(target.name).set(len(target.project_ids))
+                target.not_found = old.not_found
+                target.reachable = old.reachable
+                if target.discovery == old.discovery:
+                    target.discovered_ids = old.discovered_ids
+                    target.next_discovery = old.next_discovery
+            self._sync_store(target)
         self.targets = {target.name: target for target in targets}
+
+    def _sync_store(self, target: Target) -> None:
+        target.refresh_ids()
+        for project_id in self.store.set_projects(target.name, target.project_ids):
+            target.client.forget(project_id)
+            target.not_found.pop(project_id, None)
+        self.metrics.projects.labels(target.name).set(len(target.project_ids))
 
     async def run(self) -> None:
         """Poll until cancelled; a round starts every interval or when the last one ends."""
@@ -112,7 +135,35 @@ class Poller:
         async with self.round_finished:
             self.round_finished.notify_all()
 
+    async def _discover(self, target: Target) -> None:
+        """Refresh the discovered IDs; on failure keep the last list and retry next round."""
+        assert target.discovery is not None
+        try:
+            projects = await target.client.list_projects(target.discovery)
+        except DiscoveryUnavailable as exc:
+            log.warning("discovery is off for OMS %s: %s", target.name, exc,
+                        extra={"oms": target.name})  # fmt: skip
+            target.discovery = None
+            return
+        except OmsError as error:
+            self.metrics.discovery_errors.labels(target.name, error.reason.value).inc()
+            if target.discovery_ok:
+                log.warning("discovery failed on OMS %s, keeping the last project list: %s",
+                            target.name, error, extra={"oms": target.name})  # fmt: skip
+            target.discovery_ok = False
+            return
+        if not target.discovery_ok:
+            log.info("discovery works again on OMS %s", target.name, extra={"oms": target.name})
+        target.discovery_ok = True
+        target.discovered_ids = [project.project_id for project in projects]
+        target.next_discovery = time.monotonic() + target.discovery.interval
+        self.metrics.discovered.labels(target.name).set(len(projects))
+        self.metrics.discovery_timestamp.labels(target.name).set(self._clock())
+        self._sync_store(target)
+
     async def _poll_target(self, target: Target, deadline: float) -> None:
+        if target.discovery is not None and time.monotonic() >= target.next_discovery:
+            await self._discover(target)
         now = self._clock()
         due = deque(pid for pid in target.project_ids if self._due(target, pid, now))
         if not due:
@@ -180,6 +231,8 @@ class Poller:
             outcome.transport_failures = 0
             target.not_found.pop(project_id, None)
             before = self.store.get(target.name, project_id)
+            if target.step_details:
+                progress = await self._with_steps(target, progress, before)
             was_down = before is not None and before.last_error_reason is not None
             state = self.store.record_success(target.name, project_id, progress, now=self._clock())
             if state is not None and was_down:
@@ -189,6 +242,20 @@ class Poller:
                     extra={"oms": target.name, "project_id": project_id},
                 )
             return
+
+    async def _with_steps(
+        self, target: Target, progress: ProjectProgress, before: ProjectState | None
+    ) -> ProjectProgress:
+        """Add per-step details; a finished project's steps are fetched once, then reused."""
+        known = before.progress.steps if before and before.progress else None
+        if known is not None and progress.status in _SETTLED:
+            return replace(progress, steps=known)
+        try:
+            steps = await target.client.fetch_steps(progress.project_id)
+        except OmsError as error:
+            log.debug("no step details for %s: %s", progress.project_id, error)
+            steps = known
+        return progress if steps is None else replace(progress, steps=steps)
 
     def _count_failure(self, target: Target, error: OmsError, outcome: _RoundOutcome) -> None:
         """Trip the round's breaker after a few failures with no good answer from OMS."""

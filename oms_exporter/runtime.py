@@ -19,7 +19,8 @@ from oms_exporter.oms.client import OmsClient
 from oms_exporter.oms.transport import Transport, make_session, make_ssl_context
 from oms_exporter.poller import Poller, Target
 from oms_exporter.selfmetrics import SelfMetrics
-from oms_exporter.settings import ConfigError, Settings
+from oms_exporter.settings import ConfigError, OmsTarget, Settings
+from oms_exporter.sharding import Shard, resolve_shard
 from oms_exporter.store import Store
 
 log = logging.getLogger(__name__)
@@ -28,19 +29,18 @@ log = logging.getLogger(__name__)
 _RESTART_ONLY = ("listen_address", "web_config_file")
 
 
-def _connection_key(settings: Settings) -> tuple[object, ...]:
+def _connection_key(settings: Settings, target: OmsTarget) -> tuple[object, ...]:
     """What a client depends on: when none of it changes, keep the client and its caches."""
     return (
-        settings.oms_url,
-        settings.oms_label,
-        settings.oms_username,
-        settings.password(),
-        settings.api,
+        target.url,
+        target.username,
+        target.read_password(),
+        target.api,
+        target.tls_insecure_skip_verify,
+        target.tls_ca_file,
         settings.request_timeout,
         settings.max_concurrency,
         settings.max_response_bytes,
-        settings.tls_insecure_skip_verify,
-        settings.tls_ca_file,
     )
 
 
@@ -70,8 +70,8 @@ class Exporter:
             clock=clock,
         )
         self._loader = loader
-        self._session: aiohttp.ClientSession | None = None
-        self._connection: tuple[object, ...] | None = None
+        # Per OMS target name: its session and what the session was built from.
+        self._sessions: dict[str, tuple[aiohttp.ClientSession, tuple[object, ...]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._closers: set[asyncio.Task[None]] = set()
 
@@ -89,9 +89,9 @@ class Exporter:
         for closer in list(self._closers):
             closer.cancel()
         await asyncio.gather(*self._closers, return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        for session, _ in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
 
     async def reload(self) -> str | None:
         """Load the configuration again; on error keep the running one and return why."""
@@ -111,7 +111,7 @@ class Exporter:
         self.metrics.reload_timestamp.set_to_current_time()
         log.info(
             "configuration reloaded",
-            extra={"projects": len(settings.project_ids), "oms": settings.oms_label},
+            extra={"oms": settings.oms_label},
         )
         return None
 
@@ -120,60 +120,69 @@ class Exporter:
             self.settings.log_format
         ):
             setup_logging(level=settings.log_level, fmt=settings.log_format)
+        shard = resolve_shard(index=settings.shard_index, count=settings.shard_count)
         self.settings = settings
-        name = settings.oms_label
-        old = self.poller.targets.get(name)
-        connection = _connection_key(settings)
-        if old is not None and connection == self._connection:
-            client = old.client
-        else:
-            client = self._new_client(settings)
-            self._connection = connection
+        targets = [self._target(settings, target, shard) for target in settings.oms_targets()]
+        for name in set(self._sessions) - {target.name for target in targets}:
+            self._retire(self._sessions.pop(name)[0], after_seconds=settings.request_timeout + 1)
         self.poller.interval_seconds = settings.poll_interval
-        self.poller.set_targets(
-            [
-                Target(
-                    name=name,
-                    client=client,
-                    project_ids=list(settings.project_ids),
-                    max_concurrency=settings.max_concurrency,
-                    request_timeout_seconds=settings.request_timeout,
-                )
-            ]
-        )
+        self.poller.set_targets(targets)
         self.collector.configure(
             stale_after_seconds=settings.stale_after_seconds,
             poll_interval_seconds=settings.poll_interval,
         )
         self.metrics.poll_interval.set(settings.poll_interval)
+        self.metrics.set_shard(index=shard.index, count=shard.count)
 
-    def _new_client(self, settings: Settings) -> OmsClient:
+    def _target(self, settings: Settings, target: OmsTarget, shard: Shard) -> Target:
+        name = target.label
+        old = self.poller.targets.get(name)
+        key = _connection_key(settings, target)
+        if old is not None and name in self._sessions and self._sessions[name][1] == key:
+            client = old.client
+        else:
+            client = self._new_client(settings, target, key)
+        return Target(
+            name=name,
+            client=client,
+            static_ids=list(target.project_ids),
+            max_concurrency=settings.max_concurrency,
+            request_timeout_seconds=settings.request_timeout,
+            discovery=target.discovery if target.discovers else None,
+            step_details=target.step_details,
+            shard=shard,
+        )
+
+    def _new_client(
+        self, settings: Settings, target: OmsTarget, key: tuple[object, ...]
+    ) -> OmsClient:
         tls = (
             make_ssl_context(
-                ca_file=settings.tls_ca_file,
-                insecure_skip_verify=settings.tls_insecure_skip_verify,
+                ca_file=target.tls_ca_file,
+                insecure_skip_verify=target.tls_insecure_skip_verify,
             )
-            if settings.oms_url.startswith("https:")
+            if target.url.startswith("https:")
             else None
         )
         session = make_session(
-            username=settings.oms_username,
-            password=settings.password(),
+            username=target.username,
+            password=target.read_password(),
             timeout_seconds=settings.request_timeout,
             max_concurrency=settings.max_concurrency,
             ssl_context=tls,
         )
-        if self._session is not None:
-            self._retire(self._session, after_seconds=settings.request_timeout + 1)
-        self._session = session
+        if target.label in self._sessions:
+            old_session = self._sessions[target.label][0]
+            self._retire(old_session, after_seconds=settings.request_timeout + 1)
+        self._sessions[target.label] = (session, key)
         transport = Transport(
             session=session,
-            base_url=settings.oms_url,
+            base_url=target.url,
             max_concurrency=settings.max_concurrency,
             max_response_bytes=settings.max_response_bytes,
-            observer=self.metrics.request_observer(settings.oms_label),
+            observer=self.metrics.request_observer(target.label),
         )
-        return OmsClient(transport=transport, api=settings.api, oms_name=settings.oms_label)
+        return OmsClient(transport=transport, api=target.api, oms_name=target.label)
 
     def _retire(self, session: aiohttp.ClientSession, *, after_seconds: float) -> None:
         """Close a replaced session once requests already sent on it have ended."""

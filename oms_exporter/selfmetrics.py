@@ -26,7 +26,7 @@ class SelfMetrics:
 
     def __init__(self) -> None:
         # `_created` series double every counter's lines and help no dashboard or alert here.
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         ProcessCollector(registry=r)
@@ -83,8 +83,46 @@ class SelfMetrics:
             "Unix time of the last successful configuration load.",
             registry=r,
         )
+        self.discovered = Gauge(
+            "oms_discovery_projects",
+            "Projects the last successful ListProjects discovery returned, after filters.",
+            ["oms"],
+            registry=r,
+        )
+        self.discovery_timestamp = Gauge(
+            "oms_discovery_last_success_timestamp_seconds",
+            "Unix time of the last successful project discovery.",
+            ["oms"],
+            registry=r,
+        )
+        self.discovery_errors = Counter(
+            "oms_discovery_errors",
+            "Failed project discoveries by reason.",
+            ["oms", "reason"],
+            registry=r,
+        )
+        # Registered only when sharding is on: `_count` is a name promtool's lint rejects for
+        # a gauge, yet it is the name the sharding contract asks for.
+        self._shard_ordinal = Gauge(
+            "oms_exporter_shard_ordinal", "This replica's shard index (0-based).", registry=None
+        )
+        self._shard_count = Gauge(
+            "oms_exporter_shard_count", "Replicas the projects are split across.", registry=None
+        )
+        self._shards_registered = False
         self.reload_ok.set(1)
         self.reload_timestamp.set_to_current_time()
+
+    def set_shard(self, *, index: int, count: int) -> None:
+        self._shard_ordinal.set(index)
+        self._shard_count.set(count)
+        if (count > 1) != self._shards_registered:
+            for gauge in (self._shard_ordinal, self._shard_count):
+                if count > 1:
+                    self.registry.register(gauge)
+                else:
+                    self.registry.unregister(gauge)
+            self._shards_registered = count > 1
 
     def request_observer(self, oms: str) -> RequestObserver:
         """Bind the per-request metrics of one OMS, so the transport stays metric-agnostic."""
@@ -102,9 +140,18 @@ class SelfMetrics:
 
     def forget_oms(self, oms: str) -> None:
         """Drop the series of an OMS removed by a reload."""
-        for metric in (self.oms_up, self.requests, self.request_duration, self.projects):
+        labelled = (
+            self.oms_up,
+            self.requests,
+            self.request_duration,
+            self.projects,
+            self.discovered,
+            self.discovery_timestamp,
+        )
+        for metric in labelled:
             with contextlib.suppress(KeyError):
                 metric.remove(oms)
         for reason in Reason:
-            with contextlib.suppress(KeyError):
-                self.request_errors.remove(oms, reason.value)
+            for counter in (self.request_errors, self.discovery_errors):
+                with contextlib.suppress(KeyError):
+                    counter.remove(oms, reason.value)

@@ -6,12 +6,16 @@ Sources, highest first: CLI flags (passed in as init values), environment
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    BaseModel,
+    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -25,6 +29,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     YamlConfigSettingsSource,
 )
+
+from oms_exporter.sharding import resolve_shard
 
 ENV_PREFIX = "OMS_EXPORTER_"
 DEFAULT_PORT = 18089
@@ -44,6 +50,125 @@ def _split_ids(value: Any) -> Any:
     return value
 
 
+def check_url(value: str) -> str:
+    """Accept an http(s) URL with a host and no credentials; return it without a trailing /."""
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials; use the username/password settings")
+    try:
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError("has an invalid port") from exc
+    return value.strip().rstrip("/")
+
+
+def default_label(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+class DiscoverySettings(BaseModel):
+    """Which projects a 4.x OMS's ListProjects contributes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool | None = None  # None: on for 4.x when the target lists no project IDs
+    interval: float = Field(default=300.0, gt=0)
+    types: list[Literal["MIGRATION", "SYNC"]] = []
+    statuses: list[str] = []
+    labels: list[str] = []
+    include: str | None = None
+    exclude: str | None = None
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"is not a valid regular expression: {exc.msg}") from None
+        return value
+
+
+class OmsTarget(BaseModel):
+    """One OMS instance, as the YAML ``targets`` list describes it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str | None = None
+    url: str
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    password_env: str | None = None
+    api: ApiChoice = "auto"
+    tls_insecure_skip_verify: bool = False
+    tls_ca_file: Path | None = None
+    project_ids: Annotated[list[str], NoDecode] = []
+    discovery: DiscoverySettings = DiscoverySettings()
+    step_details: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        return check_url(value)
+
+    @field_validator("project_ids", mode="before")
+    @classmethod
+    def _parse_ids(cls, value: Any) -> Any:
+        return _split_ids(value)
+
+    @field_validator("project_ids")
+    @classmethod
+    def _unique_ids(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("tls_ca_file", "password_file")
+    @classmethod
+    def _check_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError("is not a readable file")
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> OmsTarget:
+        given = [x for x in (self.password, self.password_file, self.password_env) if x]
+        if len(given) > 1:
+            raise ValueError("set one of password, password_file, password_env")
+        if self.password_env and self.password_env not in os.environ:
+            raise ValueError(f"password_env names {self.password_env}, which is not set")
+        if not self.project_ids and self.discovery.enabled is False:
+            raise ValueError("project_ids are required when discovery is off")
+        if not self.project_ids and self.api in ("v3-migration", "v3-sync"):
+            raise ValueError("project_ids are required: discovery needs OMS 4.x")
+        return self
+
+    @property
+    def label(self) -> str:
+        """Name the OMS instance in the ``oms`` label."""
+        return self.name or default_label(self.url)
+
+    @property
+    def discovers(self) -> bool:
+        """Whether to try ListProjects (turned off later if the OMS turns out to be 3.3)."""
+        enabled = self.discovery.enabled
+        return enabled if enabled is not None else not self.project_ids
+
+    def read_password(self) -> str | None:
+        """Return the password, reading the file or variable now so reloads pick up changes."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        if self.password_env is not None:
+            return os.environ.get(self.password_env)
+        return None
+
+
 class Settings(BaseSettings):
     """The exporter's configuration; frozen once validated."""
 
@@ -56,7 +181,7 @@ class Settings(BaseSettings):
         env_ignore_empty=True,
     )
 
-    oms_url: str = Field(description="OMS base URL, http or https")
+    oms_url: str | None = Field(default=None, description="OMS base URL, http or https")
     oms_name: str | None = Field(
         default=None, description="value of the `oms` label (default: the URL's host:port)"
     )
@@ -66,8 +191,23 @@ class Settings(BaseSettings):
         default=None, description="file holding the Basic auth password"
     )
     project_ids: Annotated[list[str], NoDecode] = Field(
-        description="comma-separated OMS project IDs"
+        default=[], description="comma-separated OMS project IDs"
     )
+    discovery: bool | None = Field(
+        default=None,
+        description="list projects with 4.x ListProjects (default: on when no IDs are given)",
+    )
+    discovery_interval: float = Field(
+        default=300.0, gt=0, description="seconds between project discoveries"
+    )
+    step_details: bool = Field(
+        default=True, description="poll 4.x DescribeProjectSteps for per-step metrics"
+    )
+    shard_index: int | None = Field(
+        default=None, ge=0, description="this replica's shard (default: StatefulSet ordinal)"
+    )
+    shard_count: int = Field(default=1, ge=1, le=1024, description="replicas sharing the projects")
+    targets: list[OmsTarget] = Field(default=[], description="several OMS instances (YAML only)")
     api: ApiChoice = Field(default="auto", description="OMS API flavour")
     poll_interval: float = Field(default=30.0, gt=0, le=86400, description="seconds between polls")
     request_timeout: float = Field(
@@ -97,17 +237,8 @@ class Settings(BaseSettings):
 
     @field_validator("oms_url")
     @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value.strip())
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        if parts.username or parts.password:
-            raise ValueError("must not carry credentials; use the username/password settings")
-        try:
-            parts.port  # noqa: B018 - raises on a malformed port
-        except ValueError as exc:
-            raise ValueError("has an invalid port") from exc
-        return value.strip().rstrip("/")
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_url(value)
 
     @field_validator("project_ids", mode="before")
     @classmethod
@@ -117,8 +248,6 @@ class Settings(BaseSettings):
     @field_validator("project_ids")
     @classmethod
     def _check_ids(cls, value: list[str]) -> list[str]:
-        if not value:
-            raise ValueError("must name at least one project")
         return list(dict.fromkeys(value))
 
     @field_validator("listen_address")
@@ -135,31 +264,60 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _check_password_sources(self) -> Settings:
+    def _check_sources(self) -> Settings:
         if self.oms_password is not None and self.oms_password_file is not None:
             raise ValueError("set oms_password or oms_password_file, not both")
+        if self.targets and self.oms_url:
+            raise ValueError("set oms_url or a targets list, not both")
+        if not self.targets and not self.oms_url:
+            raise ValueError(
+                "oms_url (OMS_EXPORTER_OMS_URL, --oms-url) is required, "
+                "or a targets list in the config file"
+            )
+        if not self.targets and not self.project_ids:
+            ids = "project_ids (OMS_EXPORTER_PROJECT_IDS, --project-ids)"
+            if self.discovery is False:
+                raise ValueError(f"{ids} are required when discovery is off")
+            if self.api in ("v3-migration", "v3-sync"):
+                raise ValueError(f"{ids} are required: discovery needs OMS 4.x")
+        labels = [target.label for target in self.oms_targets()]
+        if len(set(labels)) != len(labels):
+            raise ValueError("targets must have distinct names")
+        if self.shard_index is not None and self.shard_index >= self.shard_count:
+            raise ValueError("shard_index must be below shard_count")
         return self
+
+    def oms_targets(self) -> list[OmsTarget]:
+        """Every OMS to poll; the single-OMS settings become one target."""
+        if self.targets:
+            return list(self.targets)
+        assert self.oms_url is not None  # checked by _check_sources
+        return [
+            OmsTarget(
+                name=self.oms_name,
+                url=self.oms_url,
+                username=self.oms_username,
+                password=self.oms_password,
+                password_file=self.oms_password_file,
+                api=self.api,
+                tls_insecure_skip_verify=self.tls_insecure_skip_verify,
+                tls_ca_file=self.tls_ca_file,
+                project_ids=self.project_ids,
+                discovery=DiscoverySettings(
+                    enabled=self.discovery, interval=self.discovery_interval
+                ),
+                step_details=self.step_details,
+            )
+        ]
 
     @property
     def oms_label(self) -> str:
-        """Name the OMS instance in the ``oms`` label."""
-        if self.oms_name:
-            return self.oms_name
-        parts = urlsplit(self.oms_url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        return f"{parts.hostname}:{port}"
+        """Every target's ``oms`` label, for one-line summaries."""
+        return ", ".join(target.label for target in self.oms_targets())
 
     @property
     def stale_after_seconds(self) -> float:
         return self.stale_after if self.stale_after is not None else 3 * self.poll_interval
-
-    def password(self) -> str | None:
-        """Return the OMS password, reading the file each call so rotated secrets apply."""
-        if self.oms_password is not None:
-            return self.oms_password.get_secret_value()
-        if self.oms_password_file is not None:
-            return self.oms_password_file.read_text(encoding="utf-8").rstrip("\r\n")
-        return None
 
     @classmethod
     def settings_customise_sources(
@@ -196,15 +354,18 @@ def env_name(field: str) -> str:
 
 def _describe(error: ValidationError) -> str:
     first = error.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
+    loc = [str(part) for part in first["loc"]]
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "missing":
         message = "is required"
     elif first["type"] == "extra_forbidden":
-        return f"unknown setting {field!r} in the config file"
-    if not field:
+        return f"unknown setting {'.'.join(loc)!r} in the config file"
+    if not loc:
         return message
-    return f"{field} ({env_name(field)}, {flag_name(field)}): {message}"
+    if len(loc) > 1:  # inside the YAML targets list: targets[0].url
+        path = loc[0] + "".join(f"[{p}]" if p.isdigit() else f".{p}" for p in loc[1:])
+        return f"{path}: {message}"
+    return f"{loc[0]} ({env_name(loc[0])}, {flag_name(loc[0])}): {message}"
 
 
 def load_settings(cli_values: dict[str, Any], config_file: Path | None = None) -> Settings:
@@ -226,12 +387,18 @@ def load_settings(cli_values: dict[str, Any], config_file: Path | None = None) -
 
     try:
         settings = _FileSettings(**cli_values)
-        # Read the password file once now so a broken file fails start-up, not the first poll.
-        settings.password()
+        # Read password files once now so a broken file fails start-up, not the first poll.
+        for target in settings.oms_targets():
+            target.read_password()
+        resolve_shard(index=settings.shard_index, count=settings.shard_count)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # the shard, once POD_NAME/HOSTNAME are taken into account
+        raise ConfigError(
+            f"shard_index ({env_name('shard_index')}, --shard-index): {exc}"
+        ) from None
     except OSError as exc:
         raise ConfigError(
-            f"oms_password_file ({env_name('oms_password_file')}): cannot be read: {exc.strerror}"
+            f"password file ({env_name('oms_password_file')}): cannot be read: {exc.strerror}"
         ) from None
     return settings

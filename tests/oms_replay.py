@@ -84,6 +84,8 @@ class ReplayOms:
     describe: dict[str, Reply] = field(default_factory=dict)
     v3_migration: dict[str, Reply] = field(default_factory=dict)
     v3_sync: dict[str, Reply] = field(default_factory=dict)
+    listed: list[dict[str, Any]] = field(default_factory=list)  # what ListProjects pages through
+    steps: dict[str, Reply] = field(default_factory=dict)
     everything: Reply | None = None  # answer every API request with this (outages)
     seen: list[Seen] = field(default_factory=list)
 
@@ -123,6 +125,7 @@ class ReplayOms:
 
     async def _v4(self, request: web.Request) -> web.Response:
         action = request.query.get("Action")
+        body: dict[str, Any] = {}
         try:
             body = await request.json()
             project_id = str(body.get("id"))
@@ -133,6 +136,12 @@ class ReplayOms:
             return await self._answer(self.everything)
         if not self.speaks_v4:
             return await self._answer(Reply.fixture("nginx_404.html", status=404))
+        if action == "ListProjects":
+            return await self._answer(self._page(body))
+        if action == "DescribeProjectSteps":
+            return await self._answer(
+                self.steps.get(project_id or "") or Reply.fixture("v4_not_found.json")
+            )
         if action == "DescribeProject":
             reply = self.describe.get(project_id or "") or describe_project(project_id or "")
             return await self._answer(reply)
@@ -140,6 +149,28 @@ class ReplayOms:
             return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
         reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
         return await self._answer(reply)
+
+    def _page(self, body: dict[str, Any]) -> Reply:
+        """Page as the document says: pageSize at most 150, totalCount counts records."""
+        number = int(body.get("pageNumber", 1))
+        size = min(int(body.get("pageSize", 10)), 150)
+        wanted = body.get("type")
+        rows = [p for p in self.listed if wanted in (None, p.get("type"))]
+        page = rows[(number - 1) * size : number * size]
+        return Reply.json(
+            {
+                "success": True,
+                "errorDetail": None,
+                "code": None,
+                "message": None,
+                "requestId": "r",
+                "pageNumber": number,
+                "pageSize": size,
+                "totalCount": len(rows),
+                "cost": "5 ms",
+                "data": page,
+            }
+        )
 
     async def _v3(self, request: web.Request, answers: dict[str, Reply]) -> web.Response:
         project_id = request.match_info["id"]

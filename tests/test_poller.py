@@ -41,7 +41,7 @@ def build(
     target = Target(
         name="oms",
         client=cut.client,
-        project_ids=project_ids,
+        static_ids=project_ids,
         max_concurrency=concurrency,
         request_timeout_seconds=timeout_seconds,
     )
@@ -190,7 +190,7 @@ async def test_reconfigured_projects_appear_and_disappear(
     await poller.poll_round()
     target = poller.targets["oms"]
     poller.set_targets(
-        [Target(name="oms", client=target.client, project_ids=["b"], max_concurrency=4)]
+        [Target(name="oms", client=target.client, static_ids=["b"], max_concurrency=4)]
     )
     assert poller.store.get("oms", "a") is None
     await poller.poll_round()

@@ -75,18 +75,20 @@ def test_password_file_is_read_and_trimmed(tmp_path: Path):
     settings = load_settings(
         {"oms_url": "http://o:8089", "project_ids": "p", "oms_password_file": str(secret)}
     )
-    assert settings.password() == SECRET
+    assert settings.oms_targets()[0].read_password() == SECRET
     assert SECRET not in repr(settings)
 
 
 @pytest.mark.parametrize(
     ("values", "fragment"),
     [
-        ({"project_ids": "p"}, "oms_url (OMS_EXPORTER_OMS_URL, --oms-url): is required"),
+        ({"project_ids": "p"}, "oms_url (OMS_EXPORTER_OMS_URL, --oms-url) is required"),
         ({"oms_url": "ftp://x", "project_ids": "p"}, "oms_url"),
         ({"oms_url": "http://u:pw@x", "project_ids": "p"}, "must not carry credentials"),
-        ({"oms_url": "http://x"}, "project_ids (OMS_EXPORTER_PROJECT_IDS"),
-        ({"oms_url": "http://x", "project_ids": " , "}, "at least one project"),
+        ({"oms_url": "http://x", "discovery": "false"}, "project_ids (OMS_EXPORTER_PROJECT_IDS"),
+        ({"oms_url": "http://x", "api": "v3-sync"}, "discovery needs OMS 4.x"),
+        ({"oms_url": "http://x", "shard_count": "2", "shard_index": "2"}, "shard_index"),
+        ({"oms_url": "http://x", "discovery_interval": "0"}, "discovery_interval"),
         ({"oms_url": "http://x", "project_ids": "p", "poll_interval": "0"}, "poll_interval"),
         ({"oms_url": "http://x", "project_ids": "p", "poll_interval": "soon"}, "poll_interval"),
         ({"oms_url": "http://x", "project_ids": "p", "api": "v5"}, "api (OMS_EXPORTER_API"),

@@ -257,6 +257,15 @@ async def test_wrong_or_missing_credentials_get_401_json(
     assert (body["success"], body["code"]) == (False, "AUTHENTICATION_ERROR")
 
 
+async def test_basic_scheme_is_case_insensitive_and_spacing_tolerated(v4: Client) -> None:
+    token = aiohttp.encode_basic_auth("admin", "oms-demo").split(" ", 1)[1]
+    for header in (f"basic {token}", f"BASIC  {token} "):
+        resp = await v4.post(
+            PROGRESS, json={"id": "np_demo_sync"}, headers={"Authorization": header}
+        )
+        assert resp.status == 200, header
+
+
 async def test_v3_paths_need_auth_too(v3: Client) -> None:
     resp = await v3.get("/api/omsp/v2/migrations/np_demo_migration/progress")
     assert resp.status == 401
@@ -640,6 +649,13 @@ async def test_request_counters_count_per_path_and_project(v3: Client) -> None:
     assert counters["paths"]["/oms/health"] == 1
     assert counters["projects"] == {"np_demo_migration": 3}
     assert counters["total"] == 4
+
+
+async def test_request_total_is_the_cheap_counter_benchmarks_watch(v4: Client) -> None:
+    for _ in range(3):
+        await progress(v4, "np_demo_sync")
+    await v4.get("/_sim/requests")  # the control API itself is never counted
+    assert await (await v4.get("/_sim/requests/total")).json() == {"total": 3, "hanging": 0}
 
 
 # --- running it ----------------------------------------------------------------------------

@@ -6,8 +6,8 @@ import dataclasses
 import logging
 from typing import Final, Literal
 
-from oms_exporter.model import Api, Kind, ProjectProgress
-from oms_exporter.oms import v3, v4
+from oms_exporter.model import Api, ProjectDetails, ProjectProgress, Step
+from oms_exporter.oms import discovery, v3, v4
 from oms_exporter.oms.errors import (
     OmsAuthFailed,
     OmsDecodeError,
@@ -18,7 +18,7 @@ from oms_exporter.oms.errors import (
     is_transient,
 )
 from oms_exporter.oms.transport import Transport
-from oms_exporter.settings import ApiChoice
+from oms_exporter.settings import ApiChoice, DiscoverySettings
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,10 @@ _SERVER_OF_CHOICE: Final[dict[ApiChoice, Server | None]] = {
 }
 # What a 3.3 OMS (nginx) answers on the 4.x path, and a 4.x OMS on a 3.3 path.
 _WRONG_API_STATUSES: Final = frozenset({404, 405})
+
+
+class DiscoveryUnavailable(Exception):
+    """This OMS cannot list its projects (3.3); static IDs keep working."""
 
 
 def _wrong_path(error: OmsError) -> bool:
@@ -48,12 +52,17 @@ class OmsClient:
         self._oms_name = oms_name
         self._server: Server | None = _SERVER_OF_CHOICE[api]
         self._v3_apis: dict[str, Api] = {}
-        self._v4_details: dict[str, tuple[Kind, str | None]] = {}
+        self._v4_details: dict[str, ProjectDetails] = {}
 
     @property
     def server_api(self) -> Server | None:
         """The API family this OMS speaks, once known."""
         return self._server
+
+    def remember(self, details: list[ProjectDetails]) -> None:
+        """Keep what discovery learned, so no DescribeProject call is needed for these."""
+        for item in details:
+            self._v4_details[item.project_id] = item
 
     def forget(self, project_id: str) -> None:
         """Drop what was learned about a project no longer polled."""
@@ -98,21 +107,47 @@ class OmsClient:
         details = self._v4_details.get(project_id)
         if details is None:
             details = await self._describe_v4(project_id)
-        if details is None:
-            return progress
-        return dataclasses.replace(progress, kind=details[0], name=details[1])
+        return (
+            progress
+            if details is None
+            else dataclasses.replace(progress, details=details, kind=details.kind)
+        )
 
-    async def _describe_v4(self, project_id: str) -> tuple[Kind, str | None] | None:
+    async def _describe_v4(self, project_id: str) -> ProjectDetails | None:
         """Learn a project's type and name once; ``None`` means try again next poll."""
         try:
             body = await v4.call(self._transport, "DescribeProject", {"id": project_id})
-            details = v4.parse_project(body)
+            details = v4.parse_project(project_id, body)
         except OmsError as error:
             if is_transient(error):
                 return None
-            details = (Kind.UNKNOWN, None)
+            details = ProjectDetails(project_id=project_id)
         self._v4_details[project_id] = details
         return details
+
+    async def fetch_steps(self, project_id: str) -> tuple[Step, ...] | None:
+        """Per-step details on 4.x; None where the API has no such call (3.3)."""
+        if self._server != "v4":
+            return None
+        body = await v4.call(self._transport, "DescribeProjectSteps", {"id": project_id})
+        return v4.parse_steps(body)
+
+    async def list_projects(self, settings: DiscoverySettings) -> list[ProjectDetails]:
+        """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""
+        if self._server == "v3":
+            raise DiscoveryUnavailable("OMS 3.3 has no ListProjects: discovery needs OMS 4.x")
+        try:
+            projects = await discovery.list_projects(self._transport, settings)
+        except OmsHttpError as error:
+            if self._server is None and error.status in _WRONG_API_STATUSES:
+                self._learn("v3")
+                raise DiscoveryUnavailable(
+                    "OMS 3.3 has no ListProjects: discovery needs OMS 4.x"
+                ) from None
+            raise
+        self._learn("v4")
+        self.remember(projects)
+        return projects
 
     async def _fetch_v3(self, project_id: str) -> ProjectProgress:
         if self._choice in ("v3-migration", "v3-sync"):

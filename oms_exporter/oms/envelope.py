@@ -85,7 +85,11 @@ def _failure(envelope: dict[str, Any]) -> OmsError:
 
 
 def unwrap(body: bytes) -> Any:
-    """Return the envelope's ``data`` of a successful answer, or raise the classified error.
+    return unwrap_envelope(body)["data"]
+
+
+def unwrap_envelope(body: bytes) -> dict[str, Any]:
+    """Return a successful answer's envelope (camelCase keys), or raise the classified error.
 
     Failure is decided by ``success`` alone: successful answers carry ``errorDetail`` and
     codes such as ``"success"``, ``null`` or ``200``.
@@ -101,7 +105,8 @@ def unwrap(body: bytes) -> Any:
         if "success" not in envelope and "data" not in envelope:
             raise OmsInvalidAnswer("answer has no success field: not an OMS envelope")
         raise _failure(envelope)
-    return envelope.get("data")
+    envelope.setdefault("data", None)
+    return envelope
 
 
 def unwrap_object(body: bytes) -> dict[str, Any]:

@@ -49,7 +49,6 @@ def build_progress(
     kind: Kind,
     data: dict[str, Any],
     fields: FieldNames,
-    name: str | None = None,
 ) -> ProjectProgress:
     """Normalise a ``data`` object whose keys are already camelCase."""
     features = {
@@ -76,5 +75,4 @@ def build_progress(
         struct_progress_ratio=progress_ratio(_first(data, fields.struct_progress)),
         full_progress_ratio=progress_ratio(_first(data, fields.full_progress)),
         checkpoints=tuple(checkpoints),
-        name=name,
     )

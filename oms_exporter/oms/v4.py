@@ -2,14 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
-from oms_exporter.model import Api, Kind, ProjectProgress
-from oms_exporter.oms.envelope import unwrap_object
+from oms_exporter.model import (
+    STEP_STATUSES,
+    UNKNOWN,
+    Api,
+    FullTransfer,
+    Kind,
+    ProjectDetails,
+    ProjectProgress,
+    Step,
+    label_text,
+    normalise_step,
+    parse_number,
+    progress_ratio,
+)
+from oms_exporter.oms.envelope import camel_keys, unwrap_envelope, unwrap_object
+from oms_exporter.oms.errors import OmsInvalidAnswer
 from oms_exporter.oms.normalise import FieldNames, build_progress
 from oms_exporter.oms.transport import Transport
 
 PATH: Final = "/api/v2"
+PAGE_SIZE: Final = 150  # ListProjects' maximum
+LABELS_MAX_CHARS: Final = 128
+_FULL_STEPS: Final = frozenset({"FULL_TRANSFER", "FULL_MIGRATION"})
 
 FIELDS: Final = FieldNames(
     enable_struct=("enableStructTransfer",),
@@ -21,8 +39,6 @@ FIELDS: Final = FieldNames(
     alarm_level=("alarmLevel", "importance"),
 )
 
-_KINDS: Final = {"MIGRATION": Kind.MIGRATION, "SYNC": Kind.SYNC}
-
 
 async def call(transport: Transport, action: str, body: dict[str, Any]) -> bytes:
     """Call one read-only Action and return the raw answer body."""
@@ -31,29 +47,92 @@ async def call(transport: Transport, action: str, body: dict[str, Any]) -> bytes
 
 
 def parse_progress(
-    project_id: str, body: bytes, *, kind: Kind = Kind.UNKNOWN, name: str | None = None
+    project_id: str, body: bytes, *, details: ProjectDetails | None = None
 ) -> ProjectProgress:
-    return build_progress(
+    progress = build_progress(
         project_id=project_id,
         api=Api.V4,
-        kind=kind,
+        kind=details.kind if details else Kind.UNKNOWN,
         data=unwrap_object(body),
         fields=FIELDS,
-        name=name,
+    )
+    return progress if details is None else replace(progress, details=details)
+
+
+def project_details(item: dict[str, Any]) -> ProjectDetails | None:
+    """Read one project of ``DescribeProject`` or ``ListProjects``; None without an id."""
+    data = camel_keys(item)
+    project_id = data.get("id") or data.get("projectId")
+    if not isinstance(project_id, str | int) or isinstance(project_id, bool) or not project_id:
+        return None
+    labels = data.get("labels")
+    names = sorted(
+        label_text(camel_keys(label).get("name"))
+        for label in (labels if isinstance(labels, list) else [])
+        if isinstance(label, dict)
+    )
+    status = label_text(data.get("status")).upper()
+    return ProjectDetails(
+        project_id=str(project_id),
+        name=label_text(data.get("name"), 128),
+        type=label_text(data.get("type")).upper(),
+        source_type=label_text(data.get("sourceEndpointType")).upper(),
+        sink_type=label_text(data.get("sinkEndpointType")).upper(),
+        labels=",".join(name for name in names if name)[:LABELS_MAX_CHARS],
+        status=status or UNKNOWN,
     )
 
 
-def parse_project(body: bytes) -> tuple[Kind, str | None]:
-    """Read a project's type and name from ``DescribeProject``."""
-    data = unwrap_object(body)
-    raw_type = data.get("type")
-    kind = (
-        _KINDS.get(raw_type.strip().upper(), Kind.UNKNOWN)
-        if isinstance(raw_type, str)
-        else Kind.UNKNOWN
+def parse_project(project_id: str, body: bytes) -> ProjectDetails:
+    details = project_details(unwrap_object(body))
+    return details or ProjectDetails(project_id=project_id)
+
+
+def parse_page(body: bytes) -> tuple[list[ProjectDetails], int | None]:
+    """One ``ListProjects`` page and the total record count it announces."""
+    envelope = unwrap_envelope(body)
+    data = envelope["data"]
+    if not isinstance(data, list):
+        raise OmsInvalidAnswer("ListProjects data is not a list")
+    projects = [
+        details
+        for item in data
+        if isinstance(item, dict) and (details := project_details(item)) is not None
+    ]
+    total = parse_number(envelope.get("totalCount"))
+    return projects, int(total) if total is not None else None
+
+
+def _full_transfer(info: object) -> FullTransfer | None:
+    if not isinstance(info, dict):
+        return None
+    info = camel_keys(info)
+    return FullTransfer(
+        processed_rows=parse_number(info.get("processedRecords")),
+        estimated_rows=parse_number(info.get("capacity")),
+        source_rows_per_second=parse_number(info.get("srcRps")),
+        sink_rows_per_second=parse_number(info.get("dstRps")),
     )
-    raw_name = data.get("name")
-    name = (
-        " ".join(raw_name.split())[:128] if isinstance(raw_name, str) and raw_name.strip() else None
-    )
-    return kind, name
+
+
+def parse_steps(body: bytes) -> tuple[Step, ...]:
+    """``DescribeProjectSteps``: one Step per distinct step name, in OMS's order."""
+    data = unwrap_envelope(body)["data"]
+    if not isinstance(data, list):
+        raise OmsInvalidAnswer("DescribeProjectSteps data is not a list")
+    steps: dict[str, Step] = {}
+    for item in data:
+        if not isinstance(item, dict):
+            continue
+        item = camel_keys(item)
+        name = normalise_step(item.get("name"))
+        if name is None or name in steps:
+            continue
+        status = label_text(item.get("status")).upper()
+        steps[name] = Step(
+            name=name,
+            status=status if status in STEP_STATUSES else UNKNOWN,
+            progress_ratio=progress_ratio(item.get("progress")),
+            full_transfer=_full_transfer(item.get("stepInfo")) if name in _FULL_STEPS else None,
+        )
+    return tuple(steps.values())

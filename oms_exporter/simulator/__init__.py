@@ -1,8 +1,10 @@
 """A fake OMS for demo mode, tests and benchmarks: real HTTP, deterministic projects, faults.
 
 Projects move through their lifecycle as a pure function of an injected clock
-(`scenario`), the aiohttp app speaks either OMS API flavour and acts out faults
-(`app`), and `cli` runs it as a process (`main`) or in-process (`start_simulator`).
+(`scenario`); the aiohttp app speaks either OMS API flavour and acts out faults (`app`),
+in the answer shapes of `render`, over the config and counters of `state`, steered by the
+`/_sim/` control API (`admin`); `cli` runs it as a process (`main`) or in-process
+(`start_simulator`).
 `cli` is not imported here, so `python -m oms_exporter.simulator.cli` runs cleanly.
 """
 

@@ -1,0 +1,404 @@
+"""The Grafana dashboards and provisioning files."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.mixin_support import (
+    CONTRACT,
+    DASHBOARDS,
+    DATASOURCE_REF,
+    GRAFANA_PROVISIONING,
+    RULES,
+    check_promql_uses,
+    grafana_to_promql,
+    instant_query,
+    iter_exprs,
+    iter_panels,
+    load_dashboard,
+    load_yaml,
+    parse_promql,
+    prometheus_server,
+    recorded_names,
+    require_tool,
+    run_tool,
+    status_codes_from_rules,
+    variable_queries,
+    wait_until,
+)
+from tests.processes import exporter, simulator
+
+PANEL_TYPES = {"timeseries", "stat", "table", "bargauge", "state-timeline"}
+LOADED = {path.name: load_dashboard(path) for path in DASHBOARDS}
+OVERVIEW = LOADED["oms-overview.json"]
+PROJECT = LOADED["oms-project.json"]
+IDS = list(LOADED)
+
+
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """The panels that show data (rows left out)."""
+    return [p for p in iter_panels(dashboard) if p["type"] != "row"]
+
+
+def variables(dashboard: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {v["name"]: v for v in dashboard["templating"]["list"]}
+
+
+def test_both_dashboards_exist() -> None:
+    assert set(LOADED) == {"oms-overview.json", "oms-project.json"}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=IDS)
+def test_dashboard_is_valid_json_ready_for_import_and_provisioning(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    dashboard = json.loads(text)
+    assert dashboard["id"] is None
+    assert re.fullmatch(r"[a-z0-9-]{1,40}", dashboard["uid"])
+    assert "__inputs" not in dashboard
+    assert "__requires" not in dashboard
+    assert "${DS_" not in text
+    assert dashboard["schemaVersion"] >= 36
+    assert "oms" in dashboard["tags"]
+
+
+def test_dashboard_uids_are_unique() -> None:
+    uids = [d["uid"] for d in LOADED.values()]
+    assert len(uids) == len(set(uids))
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_panel_ids_are_unique(dashboard: dict[str, Any]) -> None:
+    ids = [p["id"] for p in iter_panels(dashboard)]
+    assert len(ids) == len(set(ids))
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_panels_fit_the_grid_without_overlapping(dashboard: dict[str, Any]) -> None:
+    boxes = []
+    for panel in iter_panels(dashboard):
+        grid = panel["gridPos"]
+        assert min(grid["x"], grid["y"]) >= 0, panel["title"]
+        assert min(grid["w"], grid["h"]) > 0, panel["title"]
+        assert grid["x"] + grid["w"] <= 24, panel["title"]
+        boxes.append((panel["title"], grid))
+    for (a_title, a), (b_title, b) in combinations(boxes, 2):
+        apart = (
+            a["x"] + a["w"] <= b["x"]
+            or b["x"] + b["w"] <= a["x"]
+            or a["y"] + a["h"] <= b["y"]
+            or b["y"] + b["h"] <= a["y"]
+        )
+        assert apart, f"{a_title!r} overlaps {b_title!r}"
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_only_current_panel_types(dashboard: dict[str, Any]) -> None:
+    for panel in panels(dashboard):
+        assert panel["type"] in PANEL_TYPES, f"{panel['title']}: {panel['type']}"
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_every_panel_has_a_title_description_and_unit(dashboard: dict[str, Any]) -> None:
+    for panel in panels(dashboard):
+        assert panel["title"], panel["id"]
+        assert panel.get("description"), panel["title"]
+        unit = panel["fieldConfig"]["defaults"].get("unit")
+        assert isinstance(unit, str), f"{panel['title']}: no unit"
+        assert unit, f"{panel['title']}: empty unit"
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_every_query_uses_the_datasource_variable(dashboard: dict[str, Any]) -> None:
+    for panel in panels(dashboard):
+        assert panel["datasource"] == DATASOURCE_REF, panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"] == DATASOURCE_REF, panel["title"]
+    for variable in dashboard["templating"]["list"]:
+        if variable["type"] == "query":
+            assert variable["datasource"] == DATASOURCE_REF, variable["name"]
+    for annotation in dashboard["annotations"]["list"]:
+        if "expr" in annotation:
+            assert annotation["datasource"] == DATASOURCE_REF
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_variables(dashboard: dict[str, Any]) -> None:
+    found = variables(dashboard)
+    assert list(found) == ["datasource", "job", "oms", "project"]
+    datasource = found["datasource"]
+    assert (datasource["type"], datasource["query"]) == ("datasource", "prometheus")
+    for name in ("job", "oms", "project"):
+        assert found[name]["type"] == "query"
+    queries = dict(variable_queries(dashboard))
+    assert "oms_exporter_build_info" in queries["job"]
+    assert 'job=~"$job"' in queries["oms"]
+    assert 'oms=~"$oms"' in queries["project"]
+
+
+def test_overview_selects_many_projects() -> None:
+    project = variables(OVERVIEW)["project"]
+    assert project["multi"] is True
+    assert project["includeAll"] is True
+    assert project["allValue"] == ".*"
+
+
+def _labels_of(metric: str) -> frozenset[str]:
+    """The labels (besides job and instance) a contract or recorded series carries."""
+    if metric in CONTRACT:
+        return CONTRACT[metric]
+    if metric.startswith("oms_project:"):
+        return frozenset({"oms", "project_id"})
+    if metric.startswith("oms:"):
+        return frozenset({"oms"})
+    return frozenset()
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_queries_filter_on_the_variables(dashboard: dict[str, Any]) -> None:
+    for where, expr in iter_exprs(dashboard):
+        for selector in parse_promql(expr).selectors:
+            matchers = set(selector.matchers)
+            if selector.metric == "ALERTS":  # exporter alerts carry no project_id
+                assert ("oms", "=~", "$oms") in matchers, where
+                continue
+            assert ("job", "=~", "$job") in matchers, f"{where}: {selector.metric}"
+            labels = _labels_of(selector.metric)
+            if "oms" in labels:
+                assert ("oms", "=~", "$oms") in matchers, f"{where}: {selector.metric}"
+            if "project_id" in labels:
+                assert ("project_id", "=~", "$project") in matchers, f"{where}: {selector.metric}"
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_panel_titles_are_unique(dashboard: dict[str, Any]) -> None:
+    titles = [p["title"] for p in iter_panels(dashboard)]
+    assert len(titles) == len(set(titles))
+
+
+@pytest.mark.parametrize("dashboard", LOADED.values(), ids=IDS)
+def test_queries_use_only_the_contract_and_the_recording_rules(dashboard: dict[str, Any]) -> None:
+    problems = []
+    for where, expr in iter_exprs(dashboard):
+        problems += check_promql_uses(expr, where=where)
+    for name, selector in variable_queries(dashboard):
+        problems += check_promql_uses(selector, where=f"variable {name}")
+    assert not problems, "\n".join(problems)
+
+
+def test_queries_are_valid_promql(tmp_path: Path) -> None:
+    """promtool parses every query (Grafana's variables replaced) as a recording rule."""
+    rules = []
+    for dashboard in LOADED.values():
+        for _, expr in iter_exprs(dashboard):
+            rules.append(
+                {"record": f"dashboard:query{len(rules)}", "expr": grafana_to_promql(expr)}
+            )
+        for name, selector in variable_queries(dashboard):
+            rules.append(
+                {"record": f"dashboard:variable_{name}", "expr": grafana_to_promql(selector)}
+            )
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}))
+    result = run_tool(require_tool("promtool"), "check", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_recording_rules_the_dashboards_use_exist() -> None:
+    used = {
+        s.metric
+        for d in LOADED.values()
+        for _, expr in iter_exprs(d)
+        for s in parse_promql(expr).selectors
+        if ":" in s.metric
+    }
+    assert used, "the dashboards are expected to draw the rules' thresholds and ETA"
+    assert used <= recorded_names()
+
+
+# ---------------------------------------------------------------------------
+# What the overview must show
+# ---------------------------------------------------------------------------
+def by_title(dashboard: dict[str, Any], title: str) -> dict[str, Any]:
+    (panel,) = [p for p in panels(dashboard) if p["title"] == title]
+    return panel
+
+
+def exprs_of(panel: dict[str, Any]) -> str:
+    return "\n".join(t["expr"] for t in panel["targets"])
+
+
+def test_overview_has_the_required_panels() -> None:
+    table = by_title(OVERVIEW, "Projects")
+    assert table["type"] == "table"
+    for metric in (
+        "oms_project_status",
+        "oms_project_current_step",
+        "oms_project_full_progress_ratio",
+        "oms_project:incr_sync_lag_seconds:max",
+        "oms_project_last_success_timestamp_seconds",
+    ):
+        assert metric in exprs_of(table)
+    assert by_title(OVERVIEW, "Status")["type"] == "state-timeline"
+    lag = by_title(OVERVIEW, "Incremental sync lag")
+    assert "warning_threshold" in exprs_of(lag)
+    assert "critical_threshold" in exprs_of(lag)
+    assert "oms_project:full_progress_eta_seconds" in exprs_of(
+        by_title(OVERVIEW, "Full migration ETA")
+    )
+    assert "oms_exporter_last_poll_round_duration_seconds" in exprs_of(
+        by_title(OVERVIEW, "Poll round duration")
+    )
+    assert "sum by (reason)" in exprs_of(by_title(OVERVIEW, "Project poll errors by reason"))
+    assert "up{" in exprs_of(by_title(OVERVIEW, "Exporter scrape"))
+
+
+def test_table_overrides_name_renamed_columns() -> None:
+    table = by_title(OVERVIEW, "Projects")
+    (organize,) = [t for t in table["transformations"] if t["id"] == "organize"]
+    columns = set(organize["options"]["renameByName"].values())
+    for override in table["fieldConfig"]["overrides"]:
+        assert override["matcher"]["id"] == "byName"
+        assert override["matcher"]["options"] in columns
+
+
+def test_overview_links_to_the_project_dashboard_with_the_project() -> None:
+    table = by_title(OVERVIEW, "Projects")
+    links = [
+        link["url"]
+        for override in table["fieldConfig"]["overrides"]
+        for prop in override["properties"]
+        if prop["id"] == "links"
+        for link in prop["value"]
+    ]
+    assert links
+    for url in links:
+        assert url.startswith(f"/d/{PROJECT['uid']}/")
+        assert "var-project=${__data.fields.project_id}" in url
+        assert "var-oms=${__data.fields.oms}" in url
+        assert "${datasource:queryparam}" in url
+    # And a dashboard link both ways, carrying the variables.
+    for dashboard in (OVERVIEW, PROJECT):
+        (link,) = [x for x in dashboard["links"] if x["type"] == "dashboards"]
+        assert link["includeVars"] is True
+        assert set(link["tags"]) <= set(OVERVIEW["tags"]) & set(PROJECT["tags"])
+
+
+def _mappings(panel: dict[str, Any]) -> list[dict[str, str]]:
+    options: list[dict[str, str]] = []
+    for mapping in panel["fieldConfig"]["defaults"].get("mappings", []):
+        options.append(mapping["options"])
+    for override in panel["fieldConfig"].get("overrides", []):
+        for prop in override["properties"]:
+            if prop["id"] == "mappings":
+                options += [m["options"] for m in prop["value"]]
+    return options
+
+
+def test_status_colours_and_codes_agree_with_the_recording_rule() -> None:
+    codes = status_codes_from_rules()
+    colour_of: dict[str, str] = {}
+    checked = 0
+    for dashboard in LOADED.values():
+        for panel in panels(dashboard):
+            uses_code = "oms_project:status:code" in exprs_of(panel)
+            for options in _mappings(panel):
+                if uses_code and set(options) == {str(c) for c in codes}:
+                    for code, entry in options.items():
+                        assert entry["text"] == codes[int(code)]
+                        colour_of.setdefault(entry["text"], entry["color"])
+                        assert colour_of[entry["text"]] == entry["color"], entry["text"]
+                        checked += 1
+                elif set(options) == set(codes.values()):
+                    for status, entry in options.items():
+                        assert entry["text"] == status
+                        colour_of.setdefault(status, entry["color"])
+                        assert colour_of[status] == entry["color"], status
+                        checked += 1
+    # Overview table and state timeline, project stat and state timeline.
+    assert checked == 4 * len(codes)
+    assert colour_of["FAILED"] == "red"
+    assert colour_of["RUNNING"] == "green"
+
+
+# ---------------------------------------------------------------------------
+# Provisioning
+# ---------------------------------------------------------------------------
+def test_datasource_provisioning() -> None:
+    document = load_yaml(GRAFANA_PROVISIONING / "datasources/prometheus.yml")
+    assert document["apiVersion"] == 1
+    (datasource,) = document["datasources"]
+    assert datasource["type"] == "prometheus"
+    assert datasource["url"].startswith("http://")
+
+
+def test_dashboard_provisioning() -> None:
+    document = load_yaml(GRAFANA_PROVISIONING / "dashboards/oms.yml")
+    assert document["apiVersion"] == 1
+    (provider,) = document["providers"]
+    assert provider["type"] == "file"
+    assert provider["options"]["path"].startswith("/")
+
+
+# ---------------------------------------------------------------------------
+# Live: every dashboard query against a real Prometheus scraping the real
+# exporter on the simulator's demo, with the real rules loaded.
+# ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from oms_exporter.simulator.scenario import demo_projects
+
+    workdir = tmp_path_factory.mktemp("live-dashboards")
+    projects = [p.id for p in demo_projects()] + ["np_missing"]
+    with (
+        # At 2x, np_demo_migration's full migration runs from 22 s to 82 s after start.
+        simulator("--scenario", "demo", "--time-scale", "2") as oms,
+        exporter(oms.url, projects) as exported,
+        prometheus_server(
+            workdir, exporter=exported.url.removeprefix("http://"), rules=RULES
+        ) as url,
+    ):
+        # Enough history for rates and derivatives, and a full migration under way.
+        wait_until(
+            lambda: (
+                bool(instant_query(url, "count_over_time(oms_project:status:code[1m]) > 20"))
+                and bool(instant_query(url, "oms_project:full_progress_eta_seconds"))
+            ),
+            timeout=60,
+            what="20 s of recorded data and a full migration in progress",
+        )
+        yield url
+
+
+def _substitute(expr: str) -> str:
+    expr = expr.replace("$job", "oms-exporter").replace("$oms", ".*").replace("$project", ".*")
+    return grafana_to_promql(expr)
+
+
+# Queries that may rightly return nothing on the demo, and why.
+MAY_BE_EMPTY = {
+    "oms_api_request_errors_total": "the simulator runs without faults",
+    'alertstate="firing"': "no alert has been pending long enough to fire",
+}
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=IDS)
+def test_every_dashboard_query_returns_data_from_a_real_prometheus(
+    path: Path, prometheus: str
+) -> None:
+    empty = []
+    for where, expr in iter_exprs(load_dashboard(path)):
+        result = instant_query(prometheus, _substitute(expr))
+        if not result and not any(marker in expr for marker in MAY_BE_EMPTY):
+            empty.append(f"{where}: {expr}")
+    for name, selector in variable_queries(load_dashboard(path)):
+        assert instant_query(prometheus, _substitute(selector)), f"variable {name}"
+    assert not empty, "queries without data:\n" + "\n".join(empty)

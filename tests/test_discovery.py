@@ -1,0 +1,173 @@
+"""Discovery, step details and sharding: client level against replayed answers."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import string
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from oms_exporter.model import ProjectDetails
+from oms_exporter.oms.client import DiscoveryUnavailable
+from oms_exporter.oms.discovery import matches
+from oms_exporter.poller import Poller, Target
+from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.settings import DiscoverySettings
+from oms_exporter.sharding import Shard, ordinal_from_pod_name, resolve_shard
+from oms_exporter.store import Store
+from tests.conftest import ClientUnderTest
+from tests.oms_replay import ReplayOms, Reply, fixture_json
+
+MakeClient = Callable[..., ClientUnderTest]
+
+
+def listed(count: int, **changes: object) -> list[dict[str, object]]:
+    item = fixture_json("v4_list_item.json")
+    rows = []
+    for index in range(count):
+        row = copy.deepcopy(item)
+        row.update({"id": f"np_{index:04d}", "name": f"project {index}", **changes})
+        rows.append(row)
+    return rows
+
+
+async def test_discovery_pages_through_every_project(replay: ReplayOms, make_client: MakeClient):
+    replay.listed = listed(340)
+    projects = await make_client().client.list_projects(DiscoverySettings())
+    assert len(projects) == 340
+    assert replay.count(action="ListProjects") == 3  # 150 + 150 + 40
+    first = projects[0]
+    assert first == ProjectDetails(
+        project_id="np_0000",
+        name="project 0",
+        type="MIGRATION",
+        source_type="MYSQL",
+        sink_type="OB_MYSQL",
+        labels="billing,prod",
+        status="RUNNING",
+    )
+
+
+async def test_discovered_details_spare_describe_project(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.listed = listed(1)
+    replay.v4["np_0000"] = Reply.fixture("v4_progress.json")
+    cut = make_client()
+    await cut.client.list_projects(DiscoverySettings())
+    progress = await cut.client.fetch_progress("np_0000")
+    assert progress.name == "project 0"
+    assert progress.kind.value == "migration"
+    assert replay.count(action="DescribeProject") == 0
+
+
+async def test_discovery_on_a_v3_oms_is_unavailable(replay: ReplayOms, make_client: MakeClient):
+    replay.speaks_v4 = False
+    cut = make_client()
+    with pytest.raises(DiscoveryUnavailable, match=r"4\.x"):
+        await cut.client.list_projects(DiscoverySettings())
+    assert cut.client.server_api == "v3"
+
+
+def details(**values: str) -> ProjectDetails:
+    base = {"project_id": "np_1", "name": "orders", "type": "MIGRATION", "labels": "prod"}
+    return ProjectDetails(**{**base, **values})  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("settings", "project", "kept"),
+    [
+        (DiscoverySettings(), details(), True),
+        (DiscoverySettings(types=["SYNC"]), details(), False),
+        (DiscoverySettings(statuses=["running"]), details(status="RUNNING"), True),
+        (DiscoverySettings(statuses=["FAILED"]), details(status="RUNNING"), False),
+        (DiscoverySettings(labels=["prod"]), details(labels="billing,prod"), True),
+        (DiscoverySettings(labels=["test"]), details(labels="billing,prod"), False),
+        (DiscoverySettings(include="^ord"), details(), True),
+        (DiscoverySettings(include="^np_9"), details(), False),
+        (DiscoverySettings(exclude="orders"), details(), False),
+        (DiscoverySettings(include="np_", exclude="^tmp"), details(), True),
+    ],
+)
+def test_discovery_filters(settings: DiscoverySettings, project: ProjectDetails, kept: bool):
+    assert matches(project, settings) is kept
+
+
+async def test_step_details_are_parsed(replay: ReplayOms, make_client: MakeClient):
+    replay.steps["p1"] = Reply.fixture("v4_steps.json")
+    replay.v4["p1"] = Reply.fixture("v4_progress.json")
+    cut = make_client("v4")
+    await cut.client.fetch_progress("p1")
+    steps = {step.name: step for step in await cut.client.fetch_steps("p1") or ()}
+    assert list(steps) == [
+        "TRANSFER_PRECHECK",
+        "STRUCT_TRANSFER",
+        "FULL_TRANSFER",
+        "FULL_VERIFIER",
+        "INCR_TRANSFER",
+    ]
+    full = steps["FULL_TRANSFER"]
+    assert (full.status, full.progress_ratio) == ("RUNNING", 0.37)
+    assert full.full_transfer is not None
+    assert full.full_transfer.eta_seconds == pytest.approx((10_000_000 - 3_700_000) / 5000)
+    assert steps["FULL_VERIFIER"].progress_ratio is None
+    assert steps["INCR_TRANSFER"].status == "UNKNOWN"  # an unlisted status
+
+
+async def test_poller_merges_discovered_and_static_ids_and_follows_removals(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.listed = listed(3)
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+    replay.v4["static"] = Reply.fixture("v4_progress.json")
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
+    target = Target(
+        name="oms",
+        client=cut.client,
+        static_ids=["static", "np_0000"],
+        max_concurrency=2,
+        discovery=DiscoverySettings(interval=0.01),
+    )
+    poller.set_targets([target])
+    await poller.poll_round()
+    assert sorted(state.project_id for state in poller.store) == [
+        "np_0000",
+        "np_0001",
+        "np_0002",
+        "static",
+    ]
+    replay.listed = replay.listed[:1]  # np_0001 and np_0002 deleted in OMS
+    await asyncio.sleep(0.02)  # past the discovery interval
+    await poller.poll_round()
+    assert sorted(state.project_id for state in poller.store) == ["np_0000", "static"]
+
+
+@given(
+    st.lists(
+        st.text(alphabet=string.ascii_letters + string.digits + "_-", min_size=1), max_size=60
+    ),
+    st.integers(min_value=1, max_value=7),
+)
+def test_shards_are_disjoint_and_complete(project_ids: list[str], count: int):
+    owners = {
+        pid: [i for i in range(count) if Shard(i, count).owns("oms-a:8089", pid)]
+        for pid in project_ids
+    }
+    assert all(len(shards) == 1 for shards in owners.values())
+
+
+def test_shard_ordinal_comes_from_the_statefulset_pod_name(monkeypatch: pytest.MonkeyPatch):
+    assert ordinal_from_pod_name("oms-exporter-2") == 2
+    assert ordinal_from_pod_name("oms-exporter") is None
+    monkeypatch.setenv("POD_NAME", "oms-exporter-1")
+    assert resolve_shard(index=None, count=3) == Shard(1, 3)
+    monkeypatch.setenv("POD_NAME", "oms-exporter-5")
+    with pytest.raises(ValueError, match="not below"):
+        resolve_shard(index=None, count=3)
+    assert resolve_shard(index=None, count=1) == Shard(0, 1)
