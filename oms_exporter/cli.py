@@ -39,6 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 _BOOL_FIELDS = {"tls_insecure_skip_verify"}
+_YAML_ONLY = {"targets"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="start the built-in OMS simulator and export its projects",
     )
     for name, field in Settings.model_fields.items():
+        if name in _YAML_ONLY:
+            continue
         if name in _BOOL_FIELDS:
             parser.add_argument(
                 flag_name(name), dest=name, action="store_const", const=True, help=field.description
