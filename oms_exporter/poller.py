@@ -98,12 +98,17 @@ class Poller:
             self.metrics.forget_oms(name)
         for target in targets:
             old = self.targets.get(target.name)
-            if old is not None and old.client is target.client:
-                target.not_found = old.not_found
-                target.reachable = old.reachable
-                if target.discovery == old.discovery:
+            if old is not None:
+                same_client = old.client is target.client
+                if same_client:
+                    target.not_found = old.not_found
+                    target.reachable = old.reachable
+                if target.discovery is not None:
+                    # Keep serving the last list until the new settings' discovery ran, so a
+                    # reload does not make discovered projects blink out for a round.
                     target.discovered_ids = old.discovered_ids
-                    target.next_discovery = old.next_discovery
+                    unchanged = same_client and target.discovery == old.discovery
+                    target.next_discovery = old.next_discovery if unchanged else 0.0
             self._sync_store(target)
         self.targets = {target.name: target for target in targets}
 
