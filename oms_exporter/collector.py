@@ -1,7 +1,10 @@
-"""Build the per-project part of /metrics from the store.
+"""Build the per-project part of /metrics from the store, kube-state-metrics style.
 
-Each project's lines are rendered when its state changes and kept; a scrape joins them
-family by family and computes only the lag, which depends on the time of the scrape.
+A project's lines are rendered when the store says it changed, family by family, and
+each family's lines for all projects are kept joined and encoded until one of them
+changes. A scrape is then a join of a few cached blocks; only the lag, which depends on
+the time of the scrape, is formatted per scrape. At 10,000 projects this is what keeps
+/metrics in milliseconds instead of a second of event-loop time.
 """
 
 from __future__ import annotations
@@ -24,34 +27,48 @@ from oms_exporter.families import (
     label,
     render_family,
 )
-from oms_exporter.store import ProjectState, Store
+from oms_exporter.model import ProjectProgress
+from oms_exporter.store import Key, ProjectState, Store
 
 _LAG = Family(LAG_FAMILY_NAME, LAG_HELP, "gauge", lambda _state: ())
 _SKEW = Family(SKEW_FAMILY_NAME, SKEW_HELP, "gauge", lambda _state: ())
+_HIDDEN = frozenset(i for i, family in enumerate(PROJECT_FAMILIES) if family.hidden_when_stale)
+# Families whose lines depend only on the progress OMS reported.
+_FROM_PROGRESS = frozenset(
+    i
+    for i, family in enumerate(PROJECT_FAMILIES)
+    if family.name
+    not in {
+        "oms_project_up",
+        "oms_project_last_success_timestamp_seconds",
+        "oms_project_poll_errors",
+    }
+)
 
 
-@dataclass(frozen=True, slots=True)
-class _Rendered:
-    version: int
-    chunks: tuple[str, ...]
+@dataclass(slots=True)
+class _Project:
+    """What was last rendered for one project."""
+
+    progress: ProjectProgress | None
+    chunks: list[str]
     # (the lag line up to its value, checkpoint seconds) per numeric checkpoint
     lags: tuple[tuple[str, float], ...]
+    last_success_seconds: float | None
 
 
-def _render(state: ProjectState) -> _Rendered:
-    labels = base_labels(state)
-    chunks = tuple(render_family(family, state, labels) for family in PROJECT_FAMILIES)
-    lags: list[tuple[str, float]] = []
-    if state.progress is not None:
-        for point in state.progress.checkpoints:
-            if point.seconds is not None:
-                prefix = f"{LAG_FAMILY_NAME}{{{labels}{label('direction', point.direction)}}} "
-                lags.append((prefix, point.seconds))
-    return _Rendered(state.version, chunks, tuple(lags))
+def _lags(state: ProjectState, labels: str) -> tuple[tuple[str, float], ...]:
+    if state.progress is None:
+        return ()
+    return tuple(
+        (f"{LAG_FAMILY_NAME}{{{labels}{label('direction', point.direction)}}} ", point.seconds)
+        for point in state.progress.checkpoints
+        if point.seconds is not None
+    )
 
 
 class ProjectCollector:
-    """Render the store as exposition text, reusing each project's lines until it changes."""
+    """Keep every project's exposition lines current; render /metrics from cached blocks."""
 
     def __init__(
         self,
@@ -61,57 +78,126 @@ class ProjectCollector:
         poll_interval_seconds: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._store = store
         self._clock = clock
-        self._cache: dict[tuple[str, str], _Rendered] = {}
+        self._projects: dict[Key, _Project] = {}
+        # Per family: each project's lines, in store order, and their joined encoding.
+        self._lines: list[dict[Key, str]] = [{} for _ in PROJECT_FAMILIES]
+        self._blocks: list[bytes | None] = [None for _ in PROJECT_FAMILIES]
+        self._versions: list[int] = [0 for _ in PROJECT_FAMILIES]
+        self._hidden_blocks: dict[int, tuple[frozenset[Key], int, bytes]] = {}
+        self._down: set[Key] = set()
+        self._headers: dict[tuple[str, bool], bytes] = {}
         self.configure(
             stale_after_seconds=stale_after_seconds, poll_interval_seconds=poll_interval_seconds
         )
+        store.subscribe(self._on_change)
 
     def configure(self, *, stale_after_seconds: float, poll_interval_seconds: float) -> None:
         self._stale_after = stale_after_seconds
         self._poll_note = f"Polled every {poll_interval_seconds:g} seconds."
+        self._headers.clear()
 
-    def render(self, *, openmetrics: bool = False) -> str:
+    def _on_change(self, key: Key, state: ProjectState | None) -> None:
+        if state is None:
+            self._projects.pop(key, None)
+            self._down.discard(key)
+            for index, lines in enumerate(self._lines):
+                if lines.pop(key, None):
+                    self._dirty(index)
+            return
+        if state.up:
+            self._down.discard(key)
+        else:
+            self._down.add(key)
+        old = self._projects.get(key)
+        labels = base_labels(state)
+        reuse = old is not None and old.progress == state.progress
+        chunks: list[str] = []
+        for index, family in enumerate(PROJECT_FAMILIES):
+            if reuse and index in _FROM_PROGRESS:
+                assert old is not None
+                chunk = old.chunks[index]
+            else:
+                chunk = render_family(family, state, labels)
+            chunks.append(chunk)
+            if old is None or old.chunks[index] != chunk:
+                self._set_line(index, key, chunk)
+        lags = old.lags if reuse and old is not None else _lags(state, labels)
+        self._projects[key] = _Project(state.progress, chunks, lags, state.last_success_seconds)
+
+    def _set_line(self, index: int, key: Key, chunk: str) -> None:
+        lines = self._lines[index]
+        if chunk:
+            lines[key] = chunk
+        else:
+            lines.pop(key, None)
+        self._dirty(index)
+
+    def _dirty(self, index: int) -> None:
+        self._blocks[index] = None
+        self._versions[index] += 1
+
+    def _stale(self, now: float) -> frozenset[Key]:
+        """Failing projects whose last success is older than the stale window."""
+        stale = set()
+        for key in self._down:
+            last = self._projects[key].last_success_seconds
+            if last is None or now - last > self._stale_after:
+                stale.add(key)
+        return frozenset(stale)
+
+    def _block(self, index: int, stale: frozenset[Key]) -> bytes:
+        lines = self._lines[index]
+        if index in _HIDDEN and stale & lines.keys():
+            cached = self._hidden_blocks.get(index)
+            if cached is None or cached[:2] != (stale, self._versions[index]):
+                text = "".join(chunk for key, chunk in lines.items() if key not in stale)
+                cached = (stale, self._versions[index], text.encode())
+                self._hidden_blocks[index] = cached
+            return cached[2]
+        block = self._blocks[index]
+        if block is None:
+            block = self._blocks[index] = "".join(lines.values()).encode()
+        return block
+
+    def _header(self, family: Family, openmetrics: bool) -> bytes:
+        key = (family.name, openmetrics)
+        text = self._headers.get(key)
+        if text is None:
+            text = header(family, openmetrics=openmetrics, poll_note=self._poll_note).encode()
+            self._headers[key] = text
+        return text
+
+    def render(self, *, openmetrics: bool = False) -> bytes:
         now = self._clock()
-        per_family: list[list[str]] = [[] for _ in PROJECT_FAMILIES]
+        stale = self._stale(now)
+        out: list[bytes] = []
+        for index, family in enumerate(PROJECT_FAMILIES):
+            block = self._block(index, stale)
+            if block:
+                out.append(self._header(family, openmetrics))
+                out.append(block)
         lag_lines: list[str] = []
         ahead: dict[str, float] = {}
-        cache: dict[tuple[str, str], _Rendered] = {}
-        for state in self._store:
-            key = (state.oms, state.project_id)
-            rendered = self._cache.get(key)
-            if rendered is None or rendered.version != state.version:
-                rendered = _render(state)
-            cache[key] = rendered
-            ahead.setdefault(state.oms, 0.0)
-            stale = state.is_stale(now, self._stale_after)
-            for index, family in enumerate(PROJECT_FAMILIES):
-                chunk = rendered.chunks[index]
-                if chunk and not (stale and family.hidden_when_stale):
-                    per_family[index].append(chunk)
-            if stale:
+        for key, project in self._projects.items():
+            ahead.setdefault(key[0], 0.0)
+            if not project.lags or key in stale:
                 continue
-            for prefix, seconds in rendered.lags:
+            for prefix, seconds in project.lags:
                 lag = now - seconds
                 if lag < 0:
-                    ahead[state.oms] = max(ahead[state.oms], -lag)
+                    ahead[key[0]] = max(ahead[key[0]], -lag)
                     lag = 0.0
-                lag_lines.append(prefix + format_value(lag) + "\n")
-        self._cache = cache
-
-        out: list[str] = []
-        for family, chunks in zip(PROJECT_FAMILIES, per_family, strict=True):
-            if chunks:
-                out.append(header(family, openmetrics=openmetrics, poll_note=self._poll_note))
-                out.extend(chunks)
+                lag_lines.append(f"{prefix}{lag!r}\n")
         if lag_lines:
-            out.append(header(_LAG, openmetrics=openmetrics, poll_note=self._poll_note))
-            out.extend(lag_lines)
+            out.append(self._header(_LAG, openmetrics))
+            out.append("".join(lag_lines).encode())
         if ahead:
-            out.append(header(_SKEW, openmetrics=openmetrics, poll_note=self._poll_note))
-            out.extend(
-                f'{SKEW_FAMILY_NAME}{{oms="{escape_label(oms)}"}} {format_value(seconds)}\n'
-                for oms, seconds in ahead.items()
+            out.append(self._header(_SKEW, openmetrics))
+            out.append(
+                "".join(
+                    f'{SKEW_FAMILY_NAME}{{oms="{escape_label(oms)}"}} {format_value(seconds)}\n'
+                    for oms, seconds in ahead.items()
+                ).encode()
             )
-        return "".join(out)
+        return b"".join(out)

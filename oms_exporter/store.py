@@ -1,12 +1,12 @@
 """The latest known state of every polled project: what the poller wrote, what /metrics reads.
 
-Plain data only; rendering is the collector's job. Every change bumps ``version`` so
-the collector re-renders a project only when something about it changed.
+Plain data only; rendering is the collector's job. Every change is announced to the
+listeners (the collector), so a project is re-rendered when it changes, not per scrape.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from oms_exporter.model import ProjectProgress, Reason
@@ -33,11 +33,26 @@ class ProjectState:
         )
 
 
+Key = tuple[str, str]
+# Told (key, state) after every change; state is None when the project was removed.
+Listener = Callable[[Key, "ProjectState | None"], None]
+
+
 class Store:
     """Projects in the order they were configured, keyed by (oms, project_id)."""
 
     def __init__(self) -> None:
-        self._states: dict[tuple[str, str], ProjectState] = {}
+        self._states: dict[Key, ProjectState] = {}
+        self._listeners: list[Listener] = []
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+        for key, state in self._states.items():
+            listener(key, state)
+
+    def _changed(self, key: Key, state: ProjectState | None) -> None:
+        for listener in self._listeners:
+            listener(key, state)
 
     def __iter__(self) -> Iterator[ProjectState]:
         return iter(list(self._states.values()))
@@ -58,13 +73,18 @@ class Store:
         removed = [key[1] for key in self._states if key[0] == oms and key[1] not in keep]
         for project_id in removed:
             del self._states[(oms, project_id)]
+            self._changed((oms, project_id), None)
         for project_id in wanted:
-            self._states.setdefault((oms, project_id), ProjectState(oms, project_id))
+            key = (oms, project_id)
+            if key not in self._states:
+                self._states[key] = state = ProjectState(oms, project_id)
+                self._changed(key, state)
         return removed
 
     def remove_oms(self, oms: str) -> None:
         for key in [key for key in self._states if key[0] == oms]:
             del self._states[key]
+            self._changed(key, None)
 
     def record_success(
         self, oms: str, project_id: str, progress: ProjectProgress, *, now: float
@@ -78,6 +98,7 @@ class Store:
         state.last_error_reason = None
         state.last_error_message = ""
         state.version += 1
+        self._changed((oms, project_id), state)
         return state
 
     def record_failure(
@@ -91,4 +112,5 @@ class Store:
         state.last_error_reason = reason
         state.last_error_message = message
         state.version += 1
+        self._changed((oms, project_id), state)
         return state

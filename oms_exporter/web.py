@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gzip
 from collections.abc import AsyncIterator
 from typing import Final
 
@@ -34,10 +36,14 @@ async def metrics(request: web.Request) -> web.Response:
     else:
         own = generate_latest(exporter.metrics.registry)
         content_type = TEXT_CONTENT_TYPE
-    response = web.Response(body=projects.encode() + own, headers={hdrs.CONTENT_TYPE: content_type})
+    body = projects + own
+    headers = {hdrs.CONTENT_TYPE: content_type, hdrs.VARY: hdrs.ACCEPT_ENCODING}
     if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-        response.enable_compression(web.ContentCoding.gzip)
-    return response
+        # Level 1 in a thread: zlib releases the GIL, so a 20 MB body (10,000 projects)
+        # compresses beside the event loop instead of stalling it.
+        body = await asyncio.to_thread(gzip.compress, body, compresslevel=1)
+        headers[hdrs.CONTENT_ENCODING] = "gzip"
+    return web.Response(body=body, headers=headers)
 
 
 async def landing(request: web.Request) -> web.Response:

@@ -67,7 +67,7 @@ def samples(text: str) -> list[str]:
 
 def test_golden_lines_for_a_running_migration(store: Store, collector: ProjectCollector):
     store.record_success("oms-a:8089", "np_1", progress(), now=NOW - 5)
-    lines = samples(collector.render())
+    lines = samples(collector.render().decode())
     base = 'oms="oms-a:8089",project_id="np_1"'
     expected = [
         f"oms_project_up{{{base}}} 1.0",
@@ -90,7 +90,7 @@ def test_golden_lines_for_a_running_migration(store: Store, collector: ProjectCo
 
 def test_help_says_how_often_values_are_polled(store: Store, collector: ProjectCollector):
     store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
-    text = collector.render()
+    text = collector.render().decode()
     assert "# HELP oms_project_up 1 if the last poll of this project succeeded, else 0. " in text
     assert "Polled every 30 seconds." in text
 
@@ -98,7 +98,7 @@ def test_help_says_how_often_values_are_polled(store: Store, collector: ProjectC
 def test_lag_is_computed_at_scrape_time(store: Store, collector: ProjectCollector, clock: Clock):
     store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
     clock.now = NOW + 60  # OMS froze: no new poll, the lag keeps growing
-    assert 'direction="forward"} 102.0' in collector.render()
+    assert 'direction="forward"} 102.0' in collector.render().decode()
 
 
 def test_checkpoint_ahead_gives_zero_lag_and_reports_skew(
@@ -106,7 +106,7 @@ def test_checkpoint_ahead_gives_zero_lag_and_reports_skew(
 ):
     ahead = (Checkpoint("forward", NOW + 300, ""),)
     store.record_success("oms-a:8089", "np_1", progress(checkpoints=ahead), now=NOW)
-    lines = samples(collector.render())
+    lines = samples(collector.render().decode())
     assert any(
         line.startswith("oms_project_incr_sync_lag_seconds") and line.endswith(" 0.0")
         for line in lines
@@ -119,7 +119,7 @@ def test_non_numeric_checkpoint_publishes_no_lag_but_everything_else(
 ):
     sybase = (Checkpoint("forward", None, "100,30"),)
     store.record_success("oms-a:8089", "np_1", progress(checkpoints=sybase), now=NOW)
-    text = collector.render()
+    text = collector.render().decode()
     assert "oms_project_incr_sync_lag_seconds{" not in text
     assert "oms_project_incr_sync_checkpoint_timestamp_seconds{" not in text
     assert "oms_project_full_progress_ratio{" in text
@@ -132,7 +132,7 @@ def test_failing_project_is_down_with_reason_and_keeps_values_until_stale(
     store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
     store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
     clock.now = NOW + 60
-    text = collector.render()
+    text = collector.render().decode()
     assert 'oms_project_up{oms="oms-a:8089",project_id="np_1"} 0.0' in text
     assert (
         'oms_project_poll_errors_total{oms="oms-a:8089",project_id="np_1",reason="timeout"} 2.0'
@@ -141,7 +141,7 @@ def test_failing_project_is_down_with_reason_and_keeps_values_until_stale(
     assert "oms_project_full_progress_ratio{" in text
     assert 'direction="forward"} 102.0' in text  # still growing, never frozen
     clock.now = NOW + 91
-    text = collector.render()
+    text = collector.render().decode()
     for dropped in (
         "oms_project_full_progress_ratio{",
         "oms_project_incr_sync_checkpoint_timestamp_seconds{",
@@ -156,7 +156,9 @@ def test_project_never_polled_successfully_shows_only_up_and_errors(
     store: Store, collector: ProjectCollector
 ):
     store.record_failure("oms-a:8089", "np_1", Reason.NOT_FOUND, "gone")
-    names = {line.split("{")[0] for line in samples(collector.render()) if "project_id" in line}
+    names = {
+        line.split("{")[0] for line in samples(collector.render().decode()) if "project_id" in line
+    }
     assert names == {"oms_project_up", "oms_project_poll_errors_total"}
 
 
@@ -164,9 +166,11 @@ def test_hostile_label_values_are_escaped(clock: Clock):
     store = Store()
     store.set_projects('o"m\\s', ['p"1\nx'])
     store.record_success('o"m\\s', 'p"1\nx', progress('p"1\nx'), now=NOW)
-    text = ProjectCollector(
-        store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock
-    ).render()
+    text = (
+        ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
+        .render()
+        .decode()
+    )
     families = {family.name: family for family in parse_text(text)}
     sample = families["oms_project_up"].samples[0]
     assert sample.labels == {"oms": 'o"m\\s', "project_id": 'p"1\nx'}
@@ -174,9 +178,9 @@ def test_hostile_label_values_are_escaped(clock: Clock):
 
 def test_removed_projects_disappear(store: Store, collector: ProjectCollector):
     store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
-    assert "np_1" in collector.render()
+    assert "np_1" in collector.render().decode()
     store.set_projects("oms-a:8089", ["np_2"])
-    text = collector.render()
+    text = collector.render().decode()
     assert "np_1" not in text
     assert 'oms_project_up{oms="oms-a:8089",project_id="np_2"} 0.0' in text
 
@@ -186,7 +190,7 @@ def full_body(store: Store, collector: ProjectCollector, *, openmetrics: bool) -
 
     metrics = SelfMetrics()
     own = generate_om(metrics.registry) if openmetrics else generate_latest(metrics.registry)
-    return collector.render(openmetrics=openmetrics) + own.decode()
+    return (collector.render(openmetrics=openmetrics) + own).decode()
 
 
 def test_text_and_openmetrics_bodies_parse(store: Store, collector: ProjectCollector):
