@@ -22,7 +22,6 @@ class ProjectState:
     last_error_reason: Reason | None = None
     last_error_message: str = ""
     errors: dict[Reason, int] = field(default_factory=dict)
-    version: int = 0
 
     def is_stale(self, now: float, stale_after_seconds: float) -> bool:
         """A failing project's values are withheld once its last success is too old."""
@@ -97,7 +96,6 @@ class Store:
         state.last_success_seconds = now
         state.last_error_reason = None
         state.last_error_message = ""
-        state.version += 1
         self._changed((oms, project_id), state)
         return state
 
@@ -111,6 +109,5 @@ class Store:
         state.errors[reason] = state.errors.get(reason, 0) + 1
         state.last_error_reason = reason
         state.last_error_message = message
-        state.version += 1
         self._changed((oms, project_id), state)
         return state
