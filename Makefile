@@ -6,8 +6,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests use: promtool, amtool and real Prometheus/Alertmanager servers,
-# systemd-analyze for the unit file, openssl for test certificates.
-DEBIAN_TOOLS := prometheus prometheus-alertmanager systemd openssl
+# systemd-analyze for the unit file, openssl for test certificates, chromium for the
+# status page's real-browser test.
+DEBIAN_TOOLS := prometheus prometheus-alertmanager systemd openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: demo test lint typecheck pytest tools venv clean bench bench-smoke
@@ -30,7 +31,8 @@ $(STAMP): pyproject.toml
 tools:
 	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
 	    || ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
-	    || ! command -v systemd-analyze >/dev/null || ! command -v openssl >/dev/null; then \
+	    || ! command -v systemd-analyze >/dev/null || ! command -v openssl >/dev/null \
+	    || ! command -v chromium >/dev/null; then \
 	  echo "Installing $(DEBIAN_TOOLS) from Debian..."; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from oms_exporter.families import (
     LAG_FAMILY_NAME,
@@ -44,6 +44,20 @@ _FROM_PROGRESS = frozenset(
         "oms_project_poll_errors",
     }
 )
+
+
+_CHECKPOINTS = next(
+    i
+    for i, family in enumerate(PROJECT_FAMILIES)
+    if family.name == "oms_project_incr_sync_checkpoint_timestamp_seconds"
+)
+
+
+def _same_but_checkpoints(old: ProjectProgress | None, new: ProjectProgress | None) -> bool:
+    """In steady incremental sync only the checkpoint moves between polls."""
+    if old is None or new is None:
+        return False
+    return replace(old, checkpoints=new.checkpoints) == new
 
 
 @dataclass(slots=True)
@@ -111,18 +125,21 @@ class ProjectCollector:
             self._down.add(key)
         old = self._projects.get(key)
         labels = base_labels(state)
-        reuse = old is not None and old.progress == state.progress
+        # Re-render only what can have changed: most polls change no progress family, and
+        # in steady incremental sync only the checkpoint family (and the lag) moves.
+        same = old is not None and old.progress == state.progress
+        moved = not same and old is not None and _same_but_checkpoints(old.progress, state.progress)
         chunks: list[str] = []
         for index, family in enumerate(PROJECT_FAMILIES):
-            if reuse and index in _FROM_PROGRESS:
-                assert old is not None
+            keep = same or (moved and index != _CHECKPOINTS)
+            if old is not None and keep and index in _FROM_PROGRESS:
                 chunk = old.chunks[index]
             else:
                 chunk = render_family(family, state, labels)
             chunks.append(chunk)
             if old is None or old.chunks[index] != chunk:
                 self._set_line(index, key, chunk)
-        lags = old.lags if reuse and old is not None else _lags(state, labels)
+        lags = old.lags if same and old is not None else _lags(state, labels)
         self._projects[key] = _Project(state.progress, chunks, lags, state.last_success_seconds)
 
     def _set_line(self, index: int, key: Key, chunk: str) -> None:
