@@ -87,7 +87,6 @@ class Poller:
         self.interval_seconds = interval_seconds
         self.targets: dict[str, Target] = {}
         self.first_round_done = asyncio.Event()
-        self.round_finished = asyncio.Condition()
         self.rounds = 0
         self._clock = clock
 
@@ -137,8 +136,6 @@ class Poller:
         self.metrics.rounds.inc()
         self.rounds += 1
         self.first_round_done.set()
-        async with self.round_finished:
-            self.round_finished.notify_all()
 
     async def _discover(self, target: Target) -> None:
         """Refresh the discovered IDs; on failure keep the last list and retry next round."""
