@@ -14,7 +14,9 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -42,12 +44,20 @@ class ConfigError(Exception):
     """Raised with one human line naming the setting that is wrong."""
 
 
+def _unique(value: list[str]) -> list[str]:
+    return list(dict.fromkeys(value))
+
+
 def _split_ids(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list | tuple):
         return [str(part).strip() for part in value if str(part).strip()]
     return value
+
+
+# Comma-separated in the environment and on the command line, a list in YAML; deduplicated.
+ProjectIds = Annotated[list[str], NoDecode, BeforeValidator(_split_ids), AfterValidator(_unique)]
 
 
 def check_url(value: str) -> str:
@@ -108,7 +118,7 @@ class OmsTarget(BaseModel):
     api: ApiChoice = "auto"
     tls_insecure_skip_verify: bool = False
     tls_ca_file: Path | None = None
-    project_ids: Annotated[list[str], NoDecode] = []
+    project_ids: ProjectIds = []
     discovery: DiscoverySettings = DiscoverySettings()
     step_details: bool = True
 
@@ -116,16 +126,6 @@ class OmsTarget(BaseModel):
     @classmethod
     def _check_url(cls, value: str) -> str:
         return check_url(value)
-
-    @field_validator("project_ids", mode="before")
-    @classmethod
-    def _parse_ids(cls, value: Any) -> Any:
-        return _split_ids(value)
-
-    @field_validator("project_ids")
-    @classmethod
-    def _unique_ids(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
 
     @field_validator("tls_ca_file", "password_file")
     @classmethod
@@ -190,9 +190,7 @@ class Settings(BaseSettings):
     oms_password_file: Path | None = Field(
         default=None, description="file holding the Basic auth password"
     )
-    project_ids: Annotated[list[str], NoDecode] = Field(
-        default=[], description="comma-separated OMS project IDs"
-    )
+    project_ids: ProjectIds = Field(default=[], description="comma-separated OMS project IDs")
     discovery: bool | None = Field(
         default=None,
         description="list projects with 4.x ListProjects (default: on when no IDs are given)",
@@ -239,16 +237,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)
-
-    @field_validator("project_ids", mode="before")
-    @classmethod
-    def _parse_ids(cls, value: Any) -> Any:
-        return _split_ids(value)
-
-    @field_validator("project_ids")
-    @classmethod
-    def _check_ids(cls, value: list[str]) -> list[str]:
-        return list(dict.fromkeys(value))
 
     @field_validator("listen_address")
     @classmethod
