@@ -122,6 +122,22 @@ def post_json(url: str, body: object) -> int:
         return int(response.status)
 
 
+def ready(url: str) -> bool:
+    """The exporter answers /readyz with 200 once its first poll round is done."""
+    return get(url + "/readyz")[0] == 200
+
+
+def scrape(url: str) -> str:
+    status, body = get(url + "/metrics")
+    assert status == 200, f"/metrics answered {status}"
+    return body
+
+
+def all_up(url: str, ids: list[str]) -> bool:
+    body = scrape(url)
+    return all(metric_value(body, "oms_project_up", project_id=pid) == 1.0 for pid in ids)
+
+
 def wait_for(predicate: object, *, timeout: float = 15, interval: float = 0.1) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

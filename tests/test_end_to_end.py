@@ -16,6 +16,8 @@ from tests.processes import (
     get,
     metric_value,
     post_json,
+    ready,
+    scrape,
     simulator,
     started,
     stop,
@@ -30,16 +32,6 @@ DEMO = [
     "np_demo_finished",
     "np_demo_sybase",
 ]
-
-
-def ready(url: str) -> bool:
-    return get(url + "/readyz")[0] == 200
-
-
-def scrape(url: str) -> str:
-    status, body = get(url + "/metrics")
-    assert status == 200
-    return body
 
 
 @pytest.mark.parametrize("api", ["v4", "v3"])

@@ -12,15 +12,12 @@ from tests.processes import (
     get,
     metric_value,
     post_json,
+    scrape,
     simulator,
     started,
     stop,
     wait_for,
 )
-
-
-def scrape(url: str) -> str:
-    return get(url + "/metrics")[1]
 
 
 def exported_ids(body: str, oms: str | None = None) -> set[str]:

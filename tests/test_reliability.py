@@ -17,29 +17,19 @@ import pytest
 
 from tests.processes import (
     SIM_PASSWORD,
+    all_up,
     exporter,
     get,
     metric_value,
     post_json,
+    ready,
+    scrape,
     simulator,
     started,
     wait_for,
 )
 
 DEMO = ["np_demo_migration", "np_demo_sync", "np_demo_failed", "np_demo_finished"]
-
-
-def ready(url: str, **kwargs: object) -> bool:
-    return get(url + "/readyz", **kwargs)[0] == 200  # type: ignore[arg-type]
-
-
-def scrape(url: str) -> str:
-    return get(url + "/metrics")[1]
-
-
-def all_up(url: str, ids: list[str]) -> bool:
-    body = scrape(url)
-    return all(metric_value(body, "oms_project_up", project_id=pid) == 1.0 for pid in ids)
 
 
 def timed_scrape(url: str) -> tuple[float, str]:
