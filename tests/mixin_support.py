@@ -111,6 +111,11 @@ CONTRACT: dict[str, frozenset[str]] = {
     "oms_exporter_poll_rounds_total": frozenset(),
     "oms_exporter_poll_interval_seconds": frozenset(),
     "oms_exporter_projects": frozenset({"oms"}),
+    "oms_discovery_projects": frozenset({"oms"}),
+    "oms_discovery_last_success_timestamp_seconds": frozenset({"oms"}),
+    "oms_discovery_errors_total": frozenset({"oms", "reason"}),
+    "oms_exporter_shard_ordinal": frozenset(),
+    "oms_exporter_shard_count": frozenset(),
     "oms_exporter_config_last_reload_successful": frozenset(),
     "oms_exporter_config_last_reload_success_timestamp_seconds": frozenset(),
     "process_cpu_seconds_total": frozenset(),
@@ -127,6 +132,17 @@ OPTIONAL_METRICS = frozenset(
         "oms_project_full_transfer_eta_seconds",
         "oms_project_full_transfer_source_rows_per_second",
         "oms_project_full_transfer_sink_rows_per_second",
+    }
+)
+# Families only a sharded exporter (shard_count > 1) exposes; an unsharded one has none.
+ONLY_WHEN_SHARDED = frozenset({"oms_exporter_shard_ordinal", "oms_exporter_shard_count"})
+# Families only an exporter discovering projects (ListProjects) exposes: the gauges once a
+# discovery succeeded, the counter once one failed.
+ONLY_WITH_DISCOVERY = frozenset(
+    {
+        "oms_discovery_projects",
+        "oms_discovery_last_success_timestamp_seconds",
+        "oms_discovery_errors_total",
     }
 )
 TARGET_LABELS = frozenset({"job", "instance"})

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
+from oms_exporter.model import STEP_STATUSES
 from tests.mixin_support import (
     CONTRACT,
     DASHBOARDS,
@@ -261,6 +262,64 @@ def test_overview_has_the_required_panels() -> None:
     assert "up{" in exprs_of(by_title(OVERVIEW, "Exporter scrape"))
 
 
+def test_overview_shows_discovery_and_shards_with_the_exporter() -> None:
+    (row,) = [p for p in OVERVIEW["panels"] if p["type"] == "row" and p["title"] == "Exporter"]
+    below_row = [p for p in panels(OVERVIEW) if p["gridPos"]["y"] > row["gridPos"]["y"]]
+    for title, metric in (
+        ("Projects discovered", "oms_discovery_projects"),
+        ("Since last discovery", "oms_discovery_last_success_timestamp_seconds"),
+        ("Discovery errors (1h)", "oms_discovery_errors_total"),
+        ("Missing shards", "oms_exporter_shard_count"),
+    ):
+        panel = by_title(OVERVIEW, title)
+        assert metric in exprs_of(panel), title
+        assert panel in below_row, f"{title} is not in the Exporter row"
+    assert "oms_exporter_shard_ordinal" in exprs_of(by_title(OVERVIEW, "Missing shards"))
+
+
+def test_project_dashboard_shows_steps_and_the_full_transfer() -> None:
+    steps = by_title(PROJECT, "Steps")
+    assert steps["type"] == "table"
+    assert "oms_project_step_status" in exprs_of(steps)
+    assert "oms_project_step_progress_ratio" in exprs_of(steps)
+    (organize,) = [t for t in steps["transformations"] if t["id"] == "organize"]
+    columns = set(organize["options"]["renameByName"].values())
+    assert {"Step", "Status", "Progress"} <= columns
+    overrides = {o["matcher"]["options"]: o for o in steps["fieldConfig"]["overrides"]}
+    assert set(overrides) <= columns
+    (status_mapping,) = [
+        prop["value"][0]["options"]
+        for prop in overrides["Status"]["properties"]
+        if prop["id"] == "mappings"
+    ]
+    assert set(status_mapping) == set(STEP_STATUSES)
+    progress = {prop["id"]: prop["value"] for prop in overrides["Progress"]["properties"]}
+    assert progress["unit"] == "percentunit"
+    assert progress["custom.cellOptions"]["type"] == "gauge"
+    for title, metrics in (
+        (
+            "Full transfer rows",
+            (
+                "oms_project_full_transfer_processed_rows",
+                "oms_project_full_transfer_estimated_rows",
+            ),
+        ),
+        (
+            "Full transfer rate",
+            (
+                "oms_project_full_transfer_source_rows_per_second",
+                "oms_project_full_transfer_sink_rows_per_second",
+            ),
+        ),
+        ("Full transfer ETA", ("oms_project_full_transfer_eta_seconds",)),
+    ):
+        panel = by_title(PROJECT, title)
+        assert panel["type"] == "stat", title
+        for metric in metrics:
+            assert metric in exprs_of(panel), f"{title}: {metric}"
+    assert by_title(PROJECT, "Full transfer ETA")["fieldConfig"]["defaults"]["unit"] == "s"
+
+
 def test_table_overrides_name_renamed_columns() -> None:
     table = by_title(OVERVIEW, "Projects")
     (organize,) = [t for t in table["transformations"] if t["id"] == "organize"]
@@ -361,7 +420,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with (
         # At 2x, np_demo_migration's full migration runs from 22 s to 82 s after start.
         simulator("--scenario", "demo", "--time-scale", "2") as oms,
-        exporter(oms.url, projects) as exported,
+        # Discovery on beside the static ids, so that the discovery panels have data.
+        exporter(oms.url, projects, OMS_EXPORTER_DISCOVERY="true") as exported,
         prometheus_server(
             workdir, exporter=exported.url.removeprefix("http://"), rules=RULES
         ) as url,
@@ -386,6 +446,8 @@ def _substitute(expr: str) -> str:
 # Queries that may rightly return nothing on the demo, and why.
 MAY_BE_EMPTY = {
     "oms_api_request_errors_total": "the simulator runs without faults",
+    "oms_discovery_errors_total": "every discovery succeeds on the simulator",
+    "oms_exporter_shard_": "the exporter runs unsharded: it exposes no shard series",
     'alertstate="firing"': "no alert has been pending long enough to fire",
 }
 

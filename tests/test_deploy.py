@@ -63,6 +63,7 @@ COMPOSE_FILE = COMPOSE_DIR / "compose.yaml"
 UNIT_FILE = DEPLOY / "systemd" / "oms-exporter.service"
 ENV_EXAMPLE = DEPLOY / "systemd" / "oms-exporter.env.example"
 KUSTOMIZE_DIR = DEPLOY / "kubernetes"
+SHARDED_DIR = KUSTOMIZE_DIR / "sharded"
 SECRET_EXAMPLE = KUSTOMIZE_DIR / "secret.example.yaml"
 # The Prometheus Operator's CRDs: no schema in kubernetes-validate, checked by hand below.
 OPERATOR_API_GROUP = "monitoring.coreos.com/"
@@ -733,9 +734,159 @@ def test_prometheusrule_carries_exactly_the_rules_file_groups(
     assert result.returncode == 0, result.stderr
 
 
-def test_kustomize_image_tag_is_the_package_version() -> None:
-    (image,) = load_yaml(KUSTOMIZE_DIR / "kustomization.yaml")["images"]
+@pytest.mark.parametrize("directory", [KUSTOMIZE_DIR, SHARDED_DIR], ids=["single", "sharded"])
+def test_kustomize_image_tag_is_the_package_version(directory: Path) -> None:
+    (image,) = load_yaml(directory / "kustomization.yaml")["images"]
     assert image["newTag"] == __version__
+
+
+# --- Kubernetes, sharded: a StatefulSet of N replicas, each polling 1/N of the projects ----
+
+
+SHARD_ENV = {"OMS_EXPORTER_SHARD_COUNT", "POD_NAME"}
+
+
+@pytest.fixture(scope="module")
+def sharded() -> list[dict[str, Any]]:
+    kubectl = require_tool("kubectl")
+    result = run([kubectl, "kustomize", str(SHARDED_DIR)])
+    assert result.returncode == 0, result.stderr
+    return load_yaml_documents(result.stdout)
+
+
+def container_env(workload: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (container,) = workload["spec"]["template"]["spec"]["containers"]
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+def test_sharded_kustomization_renders_a_statefulset_into_the_same_namespace(
+    sharded: list[dict[str, Any]],
+) -> None:
+    kinds = sorted(resource["kind"] for resource in sharded)
+    assert kinds == ["ConfigMap", "PrometheusRule", "Service", "ServiceMonitor", "StatefulSet"]
+    namespaces = {resource["metadata"].get("namespace") for resource in sharded}
+    assert namespaces == {load_yaml(SECRET_EXAMPLE)["metadata"]["namespace"]}
+
+
+@pytest.mark.parametrize("kubernetes_version", ["1.28.0", "latest"])
+def test_sharded_core_resources_pass_strict_schema_validation(
+    sharded: list[dict[str, Any]], kubernetes_version: str, tmp_path: Path
+) -> None:
+    validate = require_tool("kubernetes-validate")
+    core = [r for r in sharded if not r["apiVersion"].startswith(OPERATOR_API_GROUP)]
+    manifest = tmp_path / "core.yaml"
+    manifest.write_text(yaml.safe_dump_all(core), encoding="utf-8")
+    version = [] if kubernetes_version == "latest" else ["-k", kubernetes_version]
+    result = run([validate, "--strict", *version, str(manifest)])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for resource in core:
+        kind, name = resource["kind"].lower(), resource["metadata"]["name"]
+        assert f"passed for resource {kind}/{name}" in result.stdout + result.stderr
+
+
+def test_statefulset_wires_the_shard_count_to_its_replicas_and_the_ordinal_to_pod_name(
+    sharded: list[dict[str, Any]],
+) -> None:
+    statefulset = one(sharded, "StatefulSet")
+    replicas = statefulset["spec"]["replicas"]
+    assert replicas > 1
+    env = container_env(statefulset)
+    assert env["OMS_EXPORTER_SHARD_COUNT"]["value"] == str(replicas)
+    assert env["POD_NAME"]["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
+    # The index must come from the pod name: one fixed index would give every pod the same.
+    assert "OMS_EXPORTER_SHARD_INDEX" not in env
+    assert "OMS_EXPORTER_SHARD_INDEX" not in one(sharded, "ConfigMap")["data"]
+    assert "OMS_EXPORTER_SHARD_COUNT" not in one(sharded, "ConfigMap")["data"]
+
+
+def test_statefulset_pods_are_the_deployments_but_for_the_shard_env(
+    sharded: list[dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
+    """Same image, hardening, probes, resources, credentials and settings as deployment.yaml."""
+    statefulset, deployment = one(sharded, "StatefulSet"), one(rendered, "Deployment")
+    template = json.loads(json.dumps(statefulset["spec"]["template"]))
+    (container,) = template["spec"]["containers"]
+    container["env"] = [e for e in container["env"] if e["name"] not in SHARD_ENV]
+    assert template == deployment["spec"]["template"]
+    assert statefulset["spec"]["selector"] == deployment["spec"]["selector"]
+    assert one(sharded, "ConfigMap") == one(rendered, "ConfigMap")
+
+
+def test_sharded_service_is_headless_and_governs_the_statefulset(
+    sharded: list[dict[str, Any]],
+) -> None:
+    statefulset, service = one(sharded, "StatefulSet"), one(sharded, "Service")
+    assert statefulset["spec"]["serviceName"] == service["metadata"]["name"]
+    assert service["spec"]["clusterIP"] == "None"
+    pod_labels = statefulset["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    (container,) = statefulset["spec"]["template"]["spec"]["containers"]
+    container_ports = {port["name"] for port in container["ports"]}
+    assert {port["targetPort"] for port in service["spec"]["ports"]} <= container_ports
+
+
+def test_sharded_servicemonitor_scrapes_every_pod_under_the_alerted_job(
+    sharded: list[dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
+    # The operator turns each endpoint of the selected Service into a target: every pod.
+    monitor, service = one(sharded, "ServiceMonitor"), one(sharded, "Service")
+    assert monitor == one(rendered, "ServiceMonitor")
+    assert (
+        monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
+    )
+    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= {
+        port["name"] for port in service["spec"]["ports"]
+    }
+    job_label = monitor["spec"].get("jobLabel")
+    job = service["metadata"]["labels"][job_label] if job_label else service["metadata"]["name"]
+    assert alerted_job_names() == {job}
+
+
+def test_sharded_prometheusrule_is_the_generated_one(
+    sharded: list[dict[str, Any]], rendered: list[dict[str, Any]]
+) -> None:
+    assert one(sharded, "PrometheusRule") == one(rendered, "PrometheusRule")
+    generated = (KUSTOMIZE_DIR / "prometheusrule.yaml").read_text(encoding="utf-8")
+    assert (SHARDED_DIR / "prometheusrule.yaml").read_text(encoding="utf-8") == generated
+
+
+def sharded_pod_env(
+    sharded: list[dict[str, Any]], password_file: Path, ordinal: int
+) -> dict[str, str]:
+    """What pod `<statefulset>-<ordinal>` gets: the ConfigMap, its env, the downward API."""
+    statefulset = one(sharded, "StatefulSet")
+    secret = load_yaml(SECRET_EXAMPLE)["stringData"]
+    env = dict(one(sharded, "ConfigMap")["data"])
+    for name, entry in container_env(statefulset).items():
+        if "value" in entry:
+            env[name] = entry["value"]
+        elif "fieldRef" in entry["valueFrom"]:
+            assert entry["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+            env[name] = f"{statefulset['metadata']['name']}-{ordinal}"
+        else:
+            env[name] = secret[entry["valueFrom"]["secretKeyRef"]["key"]]
+    env["OMS_EXPORTER_OMS_PASSWORD_FILE"] = str(password_file)
+    return env
+
+
+def test_every_statefulset_pod_gets_a_shard_the_exporter_accepts(
+    sharded: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    password_file = tmp_path / "oms-password"
+    password_file.write_text("secret\n", encoding="utf-8")
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OMS_EXPORTER_")}
+    clean.pop("POD_NAME", None)
+    check = [sys.executable, "-m", "oms_exporter", "--check-config"]
+    replicas = one(sharded, "StatefulSet")["spec"]["replicas"]
+    for ordinal in range(replicas):
+        env = sharded_pod_env(sharded, password_file, ordinal)
+        accepted = run(check, env={**clean, **env})
+        assert accepted.returncode == 0, f"pod {ordinal}: {accepted.stderr}"
+    # A pod beyond the shard count (replicas raised, the count not) is refused, naming it.
+    env = sharded_pod_env(sharded, password_file, replicas)
+    rejected = run(check, env={**clean, **env})
+    assert rejected.returncode == 2, rejected.stderr
+    assert "shard" in rejected.stderr
 
 
 # --- every example configuration is one the exporter accepts -------------------------------

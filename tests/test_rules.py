@@ -23,6 +23,8 @@ from tests.mixin_support import (
     CONTRACT,
     DASHBOARDS,
     LABEL_VALUES,
+    ONLY_WHEN_SHARDED,
+    ONLY_WITH_DISCOVERY,
     OPTIONAL_LABELS,
     OPTIONAL_METRICS,
     PROMETHEUS_CONFIG,
@@ -48,11 +50,15 @@ from tests.mixin_support import (
     run_tool,
     wait_until,
 )
-from tests.processes import exporter, get, simulator
+from tests.processes import exporter, get, post_json, simulator
 
 ALERTS = alerting_rules()
 ALERT_NAMES = [rule["alert"] for rule in ALERTS]
 SEVERITIES = {"critical", "warning", "info"}
+# Series of one OMS (no project_id): their alerts must name the OMS.
+PER_OMS_METRICS = sorted(
+    m for m, labels in CONTRACT.items() if labels & {"oms", "project_id"} == {"oms"}
+)
 
 
 def parse_duration_seconds(text: str) -> float:
@@ -142,7 +148,8 @@ def test_api_unreachable_inhibits_every_project_alert_of_the_same_oms() -> None:
     target = _matcher_regex(rule["target_matchers"], "alertname")
     project_alerts = [n for n in ALERT_NAMES if n.startswith("OMSProject")]
     assert project_alerts
-    for name in project_alerts:
+    # Discovery of an OMS that does not answer fails too: a symptom as well.
+    for name in [*project_alerts, "OMSDiscoveryFailing"]:
         assert target.fullmatch(name), f"{name} is not inhibited by OMSApiUnreachable"
     assert not target.fullmatch("OMSApiUnreachable")
 
@@ -213,11 +220,15 @@ def test_alert_follows_the_style(rule: dict[str, Any]) -> None:
     assert summary.endswith("."), summary
     description = annotations["description"]
     assert "{{" in description, "description must be templated"
-    if "oms_project_" in rule["expr"]:
+    metrics = {s.metric for s in parse_promql(rule["expr"]).selectors}
+    if any(m.startswith("oms_project_") for m in metrics):
         assert "$labels.project_id" in description
         assert "$labels.oms" in description
-    elif "oms_up" in rule["expr"] or "oms_exporter_projects" in rule["expr"]:
+    elif metrics & set(PER_OMS_METRICS):
         assert "$labels.oms" in description
+    elif metrics <= ONLY_WHEN_SHARDED:
+        # Shard alerts compare the replicas of a job: they name the job, not one instance.
+        assert "$labels.job" in description
     else:
         assert "$labels.instance" in description
     assert annotations["runbook_url"] == RUNBOOK_URL + name.lower()
@@ -261,6 +272,10 @@ def test_the_required_alerts_exist() -> None:
         "OMSProjectIncrSyncLagVeryHigh",
         "OMSProjectFullMigrationStalled",
         "OMSProjectIncrSyncCheckpointStalled",
+        "OMSExporterShardMissing",
+        "OMSExporterShardMismatch",
+        "OMSDiscoveryFailing",
+        "OMSClockSkew",
     }
     assert required <= set(ALERT_NAMES)
 
@@ -447,7 +462,14 @@ def test_exporter_output_matches_the_contract_the_rules_and_dashboards_use(live:
     observed = _observed_labels(body)
     # Counters that only appear once an OMS request failed: not provoked here.
     only_after_errors = {"oms_api_request_errors_total"}
+    # This exporter runs unsharded and is given its project ids (so discovery is off):
+    # the families of sharding and discovery must be absent here, and are checked by
+    # test_sharded_discovering_exporter_adds_the_families_of_the_contract below.
+    conditional = ONLY_WHEN_SHARDED | ONLY_WITH_DISCOVERY
+    assert not conditional & set(observed), "unsharded, discovery off: none of these"
     for metric, labels in CONTRACT.items():
+        if metric in conditional:
+            continue
         if metric in only_after_errors | OPTIONAL_METRICS and metric not in observed:
             continue
         assert metric in observed, f"the exporter does not expose {metric}"
@@ -463,7 +485,8 @@ def test_exporter_output_matches_the_contract_the_rules_and_dashboards_use(live:
                 used |= {(selector.metric, label) for label, _, _ in selector.matchers}
                 used.add((selector.metric, ""))
     for metric, label in sorted(used):
-        if metric in only_after_errors and metric not in observed:
+        sometimes = only_after_errors | OPTIONAL_METRICS  # a finished transfer has no ETA
+        if metric in conditional or (metric in sometimes and metric not in observed):
             continue
         assert metric in observed, f"{metric} is used but not exposed"
         if label and label not in {"job", "instance"}:
@@ -476,6 +499,50 @@ def test_exporter_output_matches_the_contract_the_rules_and_dashboards_use(live:
                     if (sample.name, label) == ("oms_project_step_status", "status"):
                         allowed = STEP_STATUSES  # steps have their own status set
                     assert value in allowed, f"{sample.name}{{{label}={value!r}}}"
+
+
+def test_sharded_discovering_exporter_adds_the_families_of_the_contract() -> None:
+    """Shard 1 of 2, discovering its projects; then OMS goes down so discovery fails."""
+    with (
+        simulator("--scenario", "demo") as oms,
+        exporter(
+            oms.url,
+            [],
+            OMS_EXPORTER_SHARD_COUNT="2",
+            OMS_EXPORTER_SHARD_INDEX="1",
+            OMS_EXPORTER_DISCOVERY_INTERVAL="1",
+        ) as exported,
+    ):
+
+        def exposed(*metrics: str) -> bool:
+            observed = _observed_labels(get(f"{exported.url}/metrics")[1])
+            return all(metric in observed for metric in metrics)
+
+        wait_until(
+            lambda: exposed(*ONLY_WHEN_SHARDED, "oms_discovery_projects"),
+            timeout=30,
+            what="a successful discovery",
+        )
+        post_json(f"{oms.url}/_sim/down", {"down": True})
+        wait_until(
+            lambda: exposed("oms_discovery_errors_total"), timeout=30, what="a failed discovery"
+        )
+        body = get(f"{exported.url}/metrics")[1]
+    observed = _observed_labels(body)
+    for metric in sorted(ONLY_WHEN_SHARDED | ONLY_WITH_DISCOVERY):
+        assert observed.get(metric) == {CONTRACT[metric]}, f"{metric}: {observed.get(metric)}"
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+    assert samples[("oms_exporter_shard_ordinal", ())] == 1
+    assert samples[("oms_exporter_shard_count", ())] == 2
+    reasons = {
+        dict(labels)["reason"] for name, labels in samples if name == "oms_discovery_errors_total"
+    }
+    assert reasons
+    assert reasons <= set(LABEL_VALUES["reason"])
 
 
 def test_every_rule_evaluates_without_error_on_real_data(live: Live) -> None:
