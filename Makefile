@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 DEBIAN_TOOLS := prometheus prometheus-alertmanager systemd openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test lint typecheck pytest tools venv clean bench bench-smoke
+.PHONY: demo test lint typecheck pytest tools venv clean bench soak
 
 demo: $(STAMP)
 	@echo "Starting the exporter against its built-in OMS simulator (Ctrl-C to stop)..."
@@ -49,6 +49,15 @@ typecheck: $(STAMP)
 # pytest exits 5 when it collected no tests: that is a failure here, as is any other non-zero.
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+# Benchmarks: 100, 1,000 and 10,000 projects against the simulator; writes bench/RESULTS.md
+# (about 12 minutes). A 50-project smoke version runs in `make test`.
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# Soak: 1,000 projects at a 1 s interval with faults for 3 minutes; appends to scripts/SOAK.md.
+soak: $(STAMP)
+	$(BIN)/python scripts/soak.py --projects 1000 --minutes 3
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test-artifacts
