@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields
+from operator import attrgetter
 
 from oms_exporter.families import (
     LAG_FAMILY_NAME,
@@ -34,31 +35,41 @@ from oms_exporter.store import Key, ProjectState, Store
 _LAG = Family(LAG_FAMILY_NAME, LAG_HELP, "gauge", lambda _state: ())
 _SKEW = Family(SKEW_FAMILY_NAME, SKEW_HELP, "gauge", lambda _state: ())
 _HIDDEN = frozenset(i for i, family in enumerate(PROJECT_FAMILIES) if family.hidden_when_stale)
+_INDEX = {family.name: i for i, family in enumerate(PROJECT_FAMILIES)}
+_UP = _INDEX["oms_project_up"]
+_LAST_SUCCESS = _INDEX["oms_project_last_success_timestamp_seconds"]
+_ERRORS = _INDEX["oms_project_poll_errors"]
+_CHECKPOINTS = _INDEX["oms_project_incr_sync_checkpoint_timestamp_seconds"]
+_ALL = frozenset(range(len(PROJECT_FAMILIES)))
 # Families whose lines depend only on the progress OMS reported.
-_FROM_PROGRESS = frozenset(
-    i
-    for i, family in enumerate(PROJECT_FAMILIES)
-    if family.name
-    not in {
-        "oms_project_up",
-        "oms_project_last_success_timestamp_seconds",
-        "oms_project_poll_errors",
-    }
+_FROM_PROGRESS = _ALL - {_UP, _LAST_SUCCESS, _ERRORS}
+# Every progress field but the checkpoints, built from the dataclass so none is forgotten.
+_ALL_BUT_CHECKPOINTS = attrgetter(
+    *(field.name for field in fields(ProjectProgress) if field.name != "checkpoints")
 )
 
 
-_CHECKPOINTS = next(
-    i
-    for i, family in enumerate(PROJECT_FAMILIES)
-    if family.name == "oms_project_incr_sync_checkpoint_timestamp_seconds"
-)
-
-
-def _same_but_checkpoints(old: ProjectProgress | None, new: ProjectProgress | None) -> bool:
-    """In steady incremental sync only the checkpoint moves between polls."""
-    if old is None or new is None:
-        return False
-    return replace(old, checkpoints=new.checkpoints) == new
+def _changed_families(old: _Project | None, state: ProjectState) -> frozenset[int]:
+    """Which families a change can have touched: usually one or two, not all."""
+    if old is None:
+        return _ALL
+    changed: set[int] = set()
+    if old.progress != state.progress:
+        if (
+            old.progress is not None
+            and state.progress is not None
+            and _ALL_BUT_CHECKPOINTS(old.progress) == _ALL_BUT_CHECKPOINTS(state.progress)
+        ):
+            changed.add(_CHECKPOINTS)  # steady incremental sync: only the checkpoint moved
+        else:
+            changed |= _FROM_PROGRESS
+    if old.up != state.up:
+        changed.add(_UP)
+    if old.last_success_seconds != state.last_success_seconds:
+        changed.add(_LAST_SUCCESS)
+    if old.errors != sum(state.errors.values()):
+        changed.add(_ERRORS)
+    return frozenset(changed)
 
 
 @dataclass(slots=True)
@@ -70,6 +81,8 @@ class _Project:
     # (the lag line up to its value, checkpoint seconds) per numeric checkpoint
     lags: tuple[tuple[str, float], ...]
     last_success_seconds: float | None
+    up: bool
+    errors: int  # polls failed so far: counters only grow, so the sum tells a change
 
 
 def _lags(state: ProjectState, labels: str) -> tuple[tuple[str, float], ...]:
@@ -122,22 +135,22 @@ class ProjectCollector:
             self._down.add(key)
         old = self._projects.get(key)
         labels = base_labels(state)
-        # Re-render only what can have changed: most polls change no progress family, and
-        # in steady incremental sync only the checkpoint family (and the lag) moves.
-        same = old is not None and old.progress == state.progress
-        moved = not same and old is not None and _same_but_checkpoints(old.progress, state.progress)
-        chunks: list[bytes] = []
-        for index, family in enumerate(PROJECT_FAMILIES):
-            keep = same or (moved and index != _CHECKPOINTS)
-            if old is not None and keep and index in _FROM_PROGRESS:
-                chunk = old.chunks[index]
-            else:
-                chunk = render_family(family, state, labels).encode()
-            chunks.append(chunk)
-            if old is None or old.chunks[index] != chunk:
+        changed = _changed_families(old, state)
+        chunks = list(old.chunks) if old is not None else [b""] * len(PROJECT_FAMILIES)
+        for index in changed:
+            chunk = render_family(PROJECT_FAMILIES[index], state, labels).encode()
+            if chunk != chunks[index] or old is None:
+                chunks[index] = chunk
                 self._set_line(index, key, chunk)
-        lags = old.lags if same and old is not None else _lags(state, labels)
-        self._projects[key] = _Project(state.progress, chunks, lags, state.last_success_seconds)
+        same = old is not None and old.progress == state.progress
+        self._projects[key] = _Project(
+            progress=state.progress,
+            chunks=chunks,
+            lags=old.lags if old is not None and same else _lags(state, labels),
+            last_success_seconds=state.last_success_seconds,
+            up=state.up,
+            errors=sum(state.errors.values()),
+        )
 
     def _set_line(self, index: int, key: Key, chunk: bytes) -> None:
         if chunk:

@@ -5,6 +5,7 @@ Reviewing the metrics contract happens here; golden tests compare the exposition
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -35,6 +36,9 @@ def label(name: str, value: str) -> str:
 
 
 def format_value(value: float) -> str:
+    """Python's repr of a finite float is valid exposition; Go spells the others."""
+    if math.isfinite(value):
+        return repr(float(value))
     text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
     return text
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Final, Literal
 
@@ -103,15 +102,13 @@ class OmsClient:
 
     async def _fetch_v4(self, project_id: str) -> ProjectProgress:
         body = await v4.call(self._transport, "DescribeProjectProgress", {"id": project_id})
-        progress = v4.parse_progress(project_id, body)
         details = self._v4_details.get(project_id)
-        if details is None:
-            details = await self._describe_v4(project_id)
-        return (
-            progress
-            if details is None
-            else dataclasses.replace(progress, details=details, kind=details.kind)
-        )
+        progress = v4.parse_progress(project_id, body, details=details)
+        if details is not None:
+            return progress
+        # First successful answer: learn the project's type and name once.
+        details = await self._describe_v4(project_id)
+        return progress if details is None else v4.parse_progress(project_id, body, details=details)
 
     async def _describe_v4(self, project_id: str) -> ProjectDetails | None:
         """Learn a project's type and name once; ``None`` means try again next poll."""

@@ -23,6 +23,10 @@ AUTH_CODES: Final = frozenset(
 
 def camel_keys(value: dict[str, Any]) -> dict[str, Any]:
     """Accept PascalCase keys (OMS behind Alibaba Cloud / OCP proxies) as camelCase."""
+    # OMS itself answers camelCase: no copy. A proxy renames every key, so the first tells.
+    first = next(iter(value), None)
+    if not (isinstance(first, str) and first[:1].isupper()):
+        return value
     return {
         (key[:1].lower() + key[1:] if isinstance(key, str) else key): item
         for key, item in value.items()

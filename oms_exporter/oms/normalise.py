@@ -9,6 +9,7 @@ from oms_exporter.model import (
     Api,
     Checkpoint,
     Kind,
+    ProjectDetails,
     ProjectProgress,
     checkpoint,
     normalise_alarm_level,
@@ -49,6 +50,7 @@ def build_progress(
     kind: Kind,
     data: dict[str, Any],
     fields: FieldNames,
+    details: ProjectDetails | None = None,
 ) -> ProjectProgress:
     """Normalise a ``data`` object whose keys are already camelCase."""
     features = {
@@ -75,4 +77,5 @@ def build_progress(
         struct_progress_ratio=progress_ratio(_first(data, fields.struct_progress)),
         full_progress_ratio=progress_ratio(_first(data, fields.full_progress)),
         checkpoints=tuple(checkpoints),
+        details=details,
     )

@@ -119,8 +119,11 @@ class Transport:
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
         """Read the body without ever holding more than the cap in memory."""
         limit = self._max_response_bytes
-        if response.content_length is not None and response.content_length > limit:
+        length = response.content_length
+        if length is not None and length > limit:
             raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
+        if length is not None:
+            return await response.read()  # announced and within the cap: one read
         chunks: list[bytes] = []
         size = 0
         async for chunk in response.content.iter_chunked(64 * 1024):

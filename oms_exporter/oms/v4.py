@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Final
 
 from oms_exporter.model import (
@@ -49,14 +48,14 @@ async def call(transport: Transport, action: str, body: dict[str, Any]) -> bytes
 def parse_progress(
     project_id: str, body: bytes, *, details: ProjectDetails | None = None
 ) -> ProjectProgress:
-    progress = build_progress(
+    return build_progress(
         project_id=project_id,
         api=Api.V4,
         kind=details.kind if details else Kind.UNKNOWN,
         data=unwrap_object(body),
         fields=FIELDS,
+        details=details,
     )
-    return progress if details is None else replace(progress, details=details)
 
 
 def project_details(item: dict[str, Any]) -> ProjectDetails | None:
