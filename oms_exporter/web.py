@@ -11,6 +11,7 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from oms_exporter.collector import pieces
 from oms_exporter.landing import render_landing
 from oms_exporter.runtime import Exporter
 from oms_exporter.webconfig import WebConfig, auth_middleware
@@ -26,12 +27,6 @@ def wants_openmetrics(accept: str) -> bool:
     )
 
 
-def _gzip(parts: list[bytes]) -> bytes:
-    # Level 1: at 10,000 projects (about 20 MB) level 6 costs 4x the time for 10% less.
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # 31: gzip container
-    return b"".join([*(compressor.compress(part) for part in parts), compressor.flush()])
-
-
 async def metrics(request: web.Request) -> web.StreamResponse:
     exporter = request.app[EXPORTER_KEY]
     openmetrics = wants_openmetrics(request.headers.get(hdrs.ACCEPT, ""))
@@ -45,17 +40,40 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={hdrs.CONTENT_TYPE: content_type, hdrs.VARY: hdrs.ACCEPT_ENCODING}
     )
-    if "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower():
-        # In a thread: zlib releases the GIL, so compression runs beside the event loop.
-        parts = [await asyncio.to_thread(_gzip, parts)]
+    gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
+    if gzip:
         response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-    # Sent piece by piece: no second copy of a large exposition is made to send it.
-    response.content_length = sum(len(part) for part in parts)
+    # Chunked, a batch of lines at a time: no copy of a large exposition is ever whole.
+    response.enable_chunked_encoding()
     await response.prepare(request)
-    for part in parts:
-        await response.write(part)
+    # Level 1: at 10,000 projects (about 20 MB) level 6 costs 4x the time for 10% less.
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzip else None  # 31: gzip
+    pending: list[bytes] = []
+    size = 0
+    for piece in pieces(parts):
+        pending.append(piece)
+        size += len(piece)
+        if size >= _WRITE_BYTES:
+            await _send(response, compressor, b"".join(pending))
+            pending, size = [], 0
+    await _send(response, compressor, b"".join(pending))
+    if compressor is not None:
+        await response.write(compressor.flush())
     await response.write_eof()
     return response
+
+
+_WRITE_BYTES = 1 << 20
+
+
+async def _send(
+    response: web.StreamResponse, compressor: zlib._Compress | None, data: bytes
+) -> None:
+    if compressor is not None:
+        # In a thread: zlib releases the GIL, so compression runs beside the event loop.
+        data = await asyncio.to_thread(compressor.compress, data)
+    if data:
+        await response.write(data)
 
 
 async def landing(request: web.Request) -> web.Response:

@@ -305,3 +305,9 @@ async def test_describe_project_failure_does_not_fail_the_poll(
     assert progress.kind is Kind.UNKNOWN
     await cut.client.fetch_progress("p1")
     assert replay.count(action="DescribeProject") == 1  # remembered, not asked every poll
+
+
+async def test_slow_answer_within_the_timeout_succeeds(replay: ReplayOms, make_client: MakeClient):
+    replay.v4["p1"] = Reply(Reply.fixture("v4_progress.json").body, delay_seconds=0.4)
+    progress = await make_client("v4", timeout_seconds=2.0).client.fetch_progress("p1")
+    assert progress.status == "RUNNING"
