@@ -196,9 +196,9 @@ class ProjectCollector:
                 out.append(self._header(family, openmetrics))
                 out.append(lines)
         lag_lines: list[str] = []
-        ahead: dict[str, float] = {}
+        add = lag_lines.append
+        ahead = dict.fromkeys({key[0] for key in self._projects}, 0.0)
         for key, project in self._projects.items():
-            ahead.setdefault(key[0], 0.0)
             if not project.lags or key in stale:
                 continue
             for prefix, seconds in project.lags:
@@ -206,7 +206,7 @@ class ProjectCollector:
                 if lag < 0:
                     ahead[key[0]] = max(ahead[key[0]], -lag)
                     lag = 0.0
-                lag_lines.append(f"{prefix}{lag!r}\n")
+                add(f"{prefix}{lag:.3f}\n")  # milliseconds: checkpoints are whole seconds
         if lag_lines:
             out.append(self._header(_LAG, openmetrics))
             out.append("".join(lag_lines).encode())
@@ -221,7 +221,7 @@ class ProjectCollector:
         return out
 
 
-def pieces(parts: list[bytes | list[bytes]], *, batch: int = 2048) -> Iterator[bytes]:
+def pieces(parts: list[bytes | list[bytes]], *, batch: int = 4096) -> Iterator[bytes]:
     """Join line lists a batch at a time: memory stays bounded however large the body."""
     for part in parts:
         if isinstance(part, bytes):

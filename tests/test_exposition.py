@@ -80,7 +80,7 @@ def test_golden_lines_for_a_running_migration(store: Store, collector: ProjectCo
         f"oms_project_full_progress_ratio{{{base}}} 0.37",
         f'oms_project_incr_sync_checkpoint_timestamp_seconds{{{base},direction="forward"}} 1799999958.0',
         f"oms_project_last_success_timestamp_seconds{{{base}}} 1799999995.0",
-        f'oms_project_incr_sync_lag_seconds{{{base},direction="forward"}} 42.0',
+        f'oms_project_incr_sync_lag_seconds{{{base},direction="forward"}} 42.000',
         'oms_clock_skew_seconds{oms="oms-a:8089"} 0.0',
     ]
     for line in expected:
@@ -98,7 +98,7 @@ def test_help_says_how_often_values_are_polled(store: Store, collector: ProjectC
 def test_lag_is_computed_at_scrape_time(store: Store, collector: ProjectCollector, clock: Clock):
     store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
     clock.now = NOW + 60  # OMS froze: no new poll, the lag keeps growing
-    assert 'direction="forward"} 102.0' in collector.render().decode()
+    assert 'direction="forward"} 102.000' in collector.render().decode()
 
 
 def test_checkpoint_ahead_gives_zero_lag_and_reports_skew(
@@ -108,7 +108,7 @@ def test_checkpoint_ahead_gives_zero_lag_and_reports_skew(
     store.record_success("oms-a:8089", "np_1", progress(checkpoints=ahead), now=NOW)
     lines = samples(collector.render().decode())
     assert any(
-        line.startswith("oms_project_incr_sync_lag_seconds") and line.endswith(" 0.0")
+        line.startswith("oms_project_incr_sync_lag_seconds") and line.endswith(" 0.000")
         for line in lines
     )
     assert 'oms_clock_skew_seconds{oms="oms-a:8089"} 300.0' in lines
@@ -139,7 +139,7 @@ def test_failing_project_is_down_with_reason_and_keeps_values_until_stale(
         in text
     )
     assert "oms_project_full_progress_ratio{" in text
-    assert 'direction="forward"} 102.0' in text  # still growing, never frozen
+    assert 'direction="forward"} 102.000' in text  # still growing, never frozen
     clock.now = NOW + 91
     text = collector.render().decode()
     for dropped in (
