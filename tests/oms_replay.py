@@ -79,6 +79,8 @@ class ReplayOms:
     """Answers per project id; ``speaks_v4=False`` makes it a 3.3 OMS behind nginx."""
 
     speaks_v4: bool = True
+    # What a 3.3 OMS answers on the 4.x path (default: nginx's 404 page).
+    v4_path_answer: Reply | None = None
     # A list is a script: each request takes the next reply, the last one repeats.
     v4: dict[str, Reply | list[Reply]] = field(default_factory=dict)
     describe: dict[str, Reply] = field(default_factory=dict)
@@ -135,7 +137,9 @@ class ReplayOms:
         if self.everything is not None:
             return await self._answer(self.everything)
         if not self.speaks_v4:
-            return await self._answer(Reply.fixture("nginx_404.html", status=404))
+            return await self._answer(
+                self.v4_path_answer or Reply.fixture("nginx_404.html", status=404)
+            )
         if action == "ListProjects":
             return await self._answer(self._page(body))
         if action == "DescribeProjectSteps":

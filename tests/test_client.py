@@ -311,3 +311,23 @@ async def test_slow_answer_within_the_timeout_succeeds(replay: ReplayOms, make_c
     replay.v4["p1"] = Reply(Reply.fixture("v4_progress.json").body, delay_seconds=0.4)
     progress = await make_client("v4", timeout_seconds=2.0).client.fetch_progress("p1")
     assert progress.status == "RUNNING"
+
+
+async def test_v3_behind_a_proxy_page_is_still_detected(replay: ReplayOms, make_client: MakeClient):
+    replay.speaks_v4 = False
+    replay.v3_sync["s1"] = Reply.fixture("v3_sync_progress.json")
+    # This proxy answers the 4.x path with a 200 HTML page instead of nginx's 404.
+    replay.v4_path_answer = Reply(b"<html><body>portal</body></html>", content_type="text/html")
+    cut2 = make_client()
+    progress = await cut2.client.fetch_progress("s1")
+    assert progress.api is Api.V3_SYNC
+    assert cut2.client.server_api == "v3"
+
+
+async def test_one_broken_4x_answer_does_not_make_the_oms_look_like_3_3(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.v4["broken"] = Reply(b'{"success":true,"data":{"status":"RUNN')
+    cut = make_client()
+    assert await reason_of(cut, "broken") is Reason.DECODE
+    assert cut.client.server_api is None  # undecided, not wrongly v3

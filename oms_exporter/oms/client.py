@@ -78,18 +78,29 @@ class OmsClient:
     async def _detect(self, project_id: str) -> ProjectProgress:
         try:
             progress = await self._fetch_v4(project_id)
-        except (OmsDecodeError, OmsInvalidAnswer):
-            raise  # not an OMS envelope: no conclusion about the API yet
         except OmsHttpError as error:
             if error.status not in _WRONG_API_STATUSES:
                 raise
-            self._learn("v3")
+            self._learn("v3")  # nginx's 404 for /api/v2: the documented 3.3 answer
             return await self._fetch_v3(project_id)
+        except (OmsDecodeError, OmsInvalidAnswer) as error:
+            # Not an OMS envelope on the 4.x path: a 3.3 behind some other proxy page, or
+            # one broken 4.x answer. Let the 3.3 paths decide.
+            return await self._try_v3(project_id, error)
         except OmsError as error:
             if not is_transient(error) and not isinstance(error, OmsAuthFailed):
                 self._learn("v4")  # a well-formed OMS envelope came back from the 4.x path
             raise
         self._learn("v4")
+        return progress
+
+    async def _try_v3(self, project_id: str, v4_error: OmsError) -> ProjectProgress:
+        try:
+            progress = await self._fetch_v3(project_id)
+        except OmsError:
+            # Only a good 3.3 answer proves 3.3: a 4.x OMS may serve the old paths too.
+            raise v4_error from None
+        self._learn("v3")
         return progress
 
     def _learn(self, server: Server) -> None:
