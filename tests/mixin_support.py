@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.processes import stop
+
 REPO = Path(__file__).resolve().parents[1]
 RULES = REPO / "deploy/prometheus/oms-exporter-rules.yml"
 RULE_TESTS = REPO / "deploy/prometheus/oms-exporter-rules.test.yml"
@@ -392,12 +394,7 @@ def server_process(args: list[str], *, log: Path, ready_url: str) -> Iterator[No
                     time.sleep(0.2)
             yield
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process)
 
 
 @contextmanager

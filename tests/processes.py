@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 SIM_PASSWORD = "sim-Pa55-never-leak"
 
@@ -69,7 +70,8 @@ def started(
         stop(process)
 
 
-def stop(process: subprocess.Popen[str], *, timeout: float = 10) -> int:
+def stop(process: subprocess.Popen[Any], *, timeout: float = 10) -> int:
+    """SIGTERM, then SIGKILL if it has not ended within ``timeout``; return the exit code."""
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         try:

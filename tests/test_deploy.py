@@ -56,6 +56,7 @@ from tests.deploy_support import (
     unit_entries,
     with_option,
 )
+from tests.processes import stop
 
 DOCKERFILE = REPO / "Dockerfile"
 COMPOSE_DIR = DEPLOY / "compose"
@@ -244,12 +245,7 @@ def serving(
             )
         yield
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.fixture(scope="module")
