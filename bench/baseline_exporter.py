@@ -31,20 +31,10 @@ from prometheus_client import REGISTRY, Counter, Gauge, start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-STATUSES = (
-    "INIT",
-    "RUNNING",
-    "SUSPEND",
-    "FAILED",
-    "FINISHED",
-    "RELEASING",
-    "RELEASED",
-    "DELETED",
-    "RUNNING_MODIFYING",
-    "RUNNING_MERGING",
-    "RUNNING_ALARMING",
-    "UNKNOWN",
-)
+# The value sets of the metrics contract, shared so the baseline exports the same series.
+from oms_exporter.model import ALL_STATUSES as STATUSES
+from oms_exporter.model import STEP_STATUSES
+
 FEATURES = {
     "struct": "enableStructTransfer",
     "full": "enableFullTransfer",
@@ -52,7 +42,6 @@ FEATURES = {
     "reverse_incr": "enableReverseIncrTransfer",
 }
 CHECKPOINTS = {"forward": "incrSyncCheckpoint", "reverse": "reverseIncrTransferCheckpoint"}
-STEP_STATUSES = ("INIT", "RUNNING", "FAILED", "FINISHED", "SUSPEND", "MONITORING", "UNKNOWN")
 SETTLED = {"FINISHED", "RELEASED", "DELETED"}  # their steps no longer change: asked once
 FULL_STEPS = {"FULL_TRANSFER", "FULL_MIGRATION"}
 # stepInfo field of a full transfer step -> (family name suffix, HELP)

@@ -57,7 +57,6 @@ UNKNOWN: Final = "UNKNOWN"
 ALL_STATUSES: Final = (*KNOWN_STATUSES, UNKNOWN)
 ALARM_LEVELS: Final = ("HIGH", "MEDIUM", "LOW", "IGNORE")
 FEATURES: Final = ("struct", "full", "incr", "reverse_incr")
-DIRECTIONS: Final = ("forward", "reverse")
 
 _STEP_PATTERN: Final = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
 

@@ -23,14 +23,6 @@ class ProjectState:
     last_error_message: str = ""
     errors: dict[Reason, int] = field(default_factory=dict)
 
-    def is_stale(self, now: float, stale_after_seconds: float) -> bool:
-        """A failing project's values are withheld once its last success is too old."""
-        if self.up:
-            return False
-        return self.last_success_seconds is None or (
-            now - self.last_success_seconds > stale_after_seconds
-        )
-
 
 Key = tuple[str, str]
 # Told (key, state) after every change; state is None when the project was removed.
@@ -56,14 +48,8 @@ class Store:
     def __iter__(self) -> Iterator[ProjectState]:
         return iter(list(self._states.values()))
 
-    def __len__(self) -> int:
-        return len(self._states)
-
     def get(self, oms: str, project_id: str) -> ProjectState | None:
         return self._states.get((oms, project_id))
-
-    def count(self, oms: str) -> int:
-        return sum(1 for key in self._states if key[0] == oms)
 
     def set_projects(self, oms: str, project_ids: Iterable[str]) -> list[str]:
         """Make ``oms``'s projects exactly these; return the ids that were removed."""

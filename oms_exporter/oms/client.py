@@ -30,6 +30,7 @@ _SERVER_OF_CHOICE: Final[dict[ApiChoice, Server | None]] = {
 }
 # What a 3.3 OMS (nginx) answers on the 4.x path, and a 4.x OMS on a 3.3 path.
 _WRONG_API_STATUSES: Final = frozenset({404, 405})
+_NO_DISCOVERY: Final = "OMS 3.3 has no ListProjects: discovery needs OMS 4.x"
 
 
 class DiscoveryUnavailable(Exception):
@@ -143,15 +144,13 @@ class OmsClient:
     async def list_projects(self, settings: DiscoverySettings) -> list[ProjectDetails]:
         """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""
         if self._server == "v3":
-            raise DiscoveryUnavailable("OMS 3.3 has no ListProjects: discovery needs OMS 4.x")
+            raise DiscoveryUnavailable(_NO_DISCOVERY)
         try:
             projects = await discovery.list_projects(self._transport, settings)
         except OmsHttpError as error:
             if self._server is None and error.status in _WRONG_API_STATUSES:
                 self._learn("v3")
-                raise DiscoveryUnavailable(
-                    "OMS 3.3 has no ListProjects: discovery needs OMS 4.x"
-                ) from None
+                raise DiscoveryUnavailable(_NO_DISCOVERY) from None
             raise
         self._learn("v4")
         self.remember(projects)

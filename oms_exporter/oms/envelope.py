@@ -88,10 +88,6 @@ def _failure(envelope: dict[str, Any]) -> OmsError:
     return OmsApiError(text)
 
 
-def unwrap(body: bytes) -> Any:
-    return unwrap_envelope(body)["data"]
-
-
 def unwrap_envelope(body: bytes) -> dict[str, Any]:
     """Return a successful answer's envelope (camelCase keys), or raise the classified error.
 
@@ -114,8 +110,8 @@ def unwrap_envelope(body: bytes) -> dict[str, Any]:
 
 
 def unwrap_object(body: bytes) -> dict[str, Any]:
-    """Like unwrap, for the Actions whose ``data`` is one object."""
-    data = unwrap(body)
+    """The ``data`` of a successful answer, for the Actions where it is one object."""
+    data = unwrap_envelope(body)["data"]
     if not isinstance(data, dict):
         kind = "null" if data is None else type(data).__name__
         raise OmsInvalidAnswer(f"answer data is {kind}, not an object")
