@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +14,14 @@ from typing import Any, NoReturn
 from aiohttp import web
 
 from oms_exporter import __version__
-from oms_exporter.settings import (
-    ConfigError,
-    Settings,
-    flag_name,
-    load_settings,
-    parse_listen_address,
-)
-from oms_exporter.webconfig import WebConfig, load_web_config
+from oms_exporter.config import ExporterConfig, load_config
+from oms_exporter.settings import ConfigError, Settings, flag_name, parse_listen_address
+
+Loader = Callable[[], ExporterConfig]
 
 log = logging.getLogger("oms_exporter")
 
 EXIT_CONFIG = 2
-SHUTDOWN_TIMEOUT_SECONDS = 3.0
 DEMO_USERNAME = "admin"
 DEMO_PASSWORD = "oms-demo"  # noqa: S105 - the built-in simulator's published demo password
 
@@ -88,103 +82,54 @@ def main(argv: list[str] | None = None) -> int:
     check_only = bool(args.pop("check_config", False))
     demo = bool(args.pop("demo", False))
     if demo:
-        return asyncio.run(_run_demo(args))
+        return asyncio.run(_run_demo(args, config_file))
+
+    def loader() -> ExporterConfig:
+        return load_config(args, config_file)
+
     try:
-        settings = load_settings(args, config_file)
-        web_config = load_web_config(settings.web_config_file) if settings.web_config_file else None
+        config = loader()
     except ConfigError as exc:
         return _fail(f"invalid configuration: {exc}")
     if check_only:
-        targets = settings.oms_targets()
-        static = sum(len(target.project_ids) for target in targets)
-        discovering = [target.label for target in targets if target.discovers]
+        static = sum(len(target.project_ids) for target in config.targets)
+        discovering = [target.name for target in config.targets if target.discovery is not None]
         note = f", discovery on {', '.join(discovering)}" if discovering else ""
-        print(f"configuration OK: {static} projects on {settings.oms_label}{note}")
+        names = ", ".join(target.name for target in config.targets)
+        print(f"configuration OK: {static} projects on {names}{note}")
         return 0
-    return asyncio.run(
-        serve(settings, web_config=web_config, loader=lambda: load_settings(args, config_file))
-    )
+    return _serve(config, loader=loader)
 
 
-async def serve(
-    settings: Settings,
-    *,
-    web_config: WebConfig | None = None,
-    loader: Callable[[], Settings] | None = None,
-    banner: str | None = None,
-) -> int:
-    """Run the exporter until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
-    from oms_exporter.logsetup import setup_logging
-    from oms_exporter.runtime import Exporter
-    from oms_exporter.web import create_app
+def _serve(config: ExporterConfig, *, loader: Loader, banner: str | None = None) -> int:
+    from oms_exporter import runtime
 
-    setup_logging(level=settings.log_level, fmt=settings.log_format)
-    host, port = parse_listen_address(settings.listen_address)
-    exporter = Exporter(settings, loader=loader)
-    runner = web.AppRunner(
-        create_app(exporter, web_config),
-        access_log=None,
-        handle_signals=False,
-        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
-    )
-    await runner.setup()
     try:
-        ssl_context = web_config.ssl_context if web_config else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
-        await site.start()
-    except OSError as exc:
-        await runner.cleanup()
-        return _fail(f"cannot listen on {settings.listen_address}: {exc.strerror}")
-    scheme = "https" if web_config and web_config.ssl_context else "http"
-    bound = ", ".join(f"{addr[0]}:{addr[1]}" for addr in runner.addresses)
-    log.info(
-        "listening on %s",
-        bound,
-        extra={
-            "scheme": scheme,
-            "oms": settings.oms_label,
-            "version": __version__,
-        },
-    )
-    if banner:
-        port_bound = runner.addresses[0][1] if runner.addresses else port
-        print(banner.format(port=port_bound), flush=True)
-    stop = asyncio.Event()
-    reload_requested = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_requested.set)
-
-    async def reload_on_sighup() -> None:
-        while True:
-            await reload_requested.wait()
-            reload_requested.clear()
-            await exporter.reload()
-
-    reloader = asyncio.create_task(reload_on_sighup())
-    try:
-        await stop.wait()
-    finally:
-        log.info("shutting down")
-        reloader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reloader
-        await runner.cleanup()
-    return 0
+        return asyncio.run(runtime.run(config, loader=loader, banner=banner))
+    except runtime.StartupError as exc:
+        return _fail(str(exc))
 
 
-async def _run_demo(args: dict[str, Any]) -> int:
-    """Run the simulator and the exporter in one process, pointed at each other."""
+async def _start_demo_simulator() -> tuple[web.AppRunner, str]:
     from oms_exporter.simulator.app import SimulatorConfig
     from oms_exporter.simulator.cli import start_simulator
-    from oms_exporter.simulator.scenario import demo_projects
 
     config = SimulatorConfig(
         api="v4", scenario="demo", username=DEMO_USERNAME, password=DEMO_PASSWORD
     )
-    sim_runner, sim_url = await start_simulator(config, host="127.0.0.1", port=0)
-    values: dict[str, Any] = {
+    return await start_simulator(config, host="127.0.0.1", port=0)
+
+
+async def _run_demo(args: dict[str, Any], config_file: Path | None) -> int:
+    """Run the simulator and the exporter in one process, pointed at each other.
+
+    The demo changes defaults only: flags, the environment and --config still win.
+    """
+    from oms_exporter import runtime
+    from oms_exporter.simulator.scenario import demo_projects
+
+    sim_runner, sim_url = await _start_demo_simulator()
+    defaults: dict[str, Any] = {
         "oms_url": sim_url,
         "oms_name": "demo",
         "oms_username": DEMO_USERNAME,
@@ -193,22 +138,27 @@ async def _run_demo(args: dict[str, Any]) -> int:
         "poll_interval": 5,
         "listen_address": "127.0.0.1:18089",
     }
-    values.update(args)
+
+    def loader() -> ExporterConfig:
+        return load_config(args, config_file, defaults=defaults)
+
     try:
-        settings = load_settings(values)
-    except ConfigError as exc:
-        await sim_runner.cleanup()
-        return _fail(f"invalid configuration: {exc}")
-    host, _port = parse_listen_address(settings.listen_address)
-    shown = host if host not in (None, "0.0.0.0", "::") else "127.0.0.1"
-    banner = (
-        f"oms-exporter demo: simulated OMS at {sim_url}\n"
-        f"  metrics:     http://{shown}:{{port}}/metrics\n"
-        f"  status page: http://{shown}:{{port}}/\n"
-        "Press Ctrl-C to stop."
-    )
-    try:
-        return await serve(settings, banner=banner)
+        try:
+            config = loader()
+        except ConfigError as exc:
+            return _fail(f"invalid configuration: {exc}")
+        host, _port = parse_listen_address(config.listen_address)
+        shown = host if host not in (None, "0.0.0.0", "::") else "127.0.0.1"
+        banner = (
+            f"oms-exporter demo: simulated OMS at {sim_url}\n"
+            f"  metrics:     http://{shown}:{{port}}/metrics\n"
+            f"  status page: http://{shown}:{{port}}/\n"
+            "Press Ctrl-C to stop."
+        )
+        try:
+            return await runtime.run(config, loader=loader, banner=banner)
+        except runtime.StartupError as exc:
+            return _fail(str(exc))
     finally:
         with contextlib.suppress(Exception):
             await sim_runner.cleanup()

@@ -123,7 +123,8 @@ class ProjectCollector:
         self._headers.clear()
 
     def _on_change(self, key: Key, state: ProjectState | None) -> None:
-        if state is None:
+        # A project not polled yet publishes nothing: `up 0` would claim it failed.
+        if state is None or not state.polled:
             self._projects.pop(key, None)
             self._down.discard(key)
             for lines in self._lines:

@@ -22,8 +22,8 @@ from oms_exporter.model import ALL_STATUSES
 from oms_exporter.store import ProjectState
 
 if TYPE_CHECKING:
+    from oms_exporter.config import ExporterConfig
     from oms_exporter.runtime import Exporter
-    from oms_exporter.settings import Settings
 
 MAX_ROWS: Final = 500
 _MAX_NAME: Final = 120
@@ -266,7 +266,7 @@ def _public_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-def _summary(states: Sequence[ProjectState]) -> str:
+def _summary(states: Sequence[ProjectState], *, first_round_done: bool) -> str:
     up = sum(1 for state in states if state.up)
     down = sum(1 for state in states if not state.up and state.last_error_reason is not None)
     waiting = len(states) - up - down
@@ -278,6 +278,10 @@ def _summary(states: Sequence[ProjectState]) -> str:
     poll = f'<span class="up">{up:,} up</span> · <span class="down">{down:,} down</span>'
     if waiting:
         poll += f" · {waiting:,} waiting for their first poll"
+    if not first_round_done:
+        poll += (
+            f" · first poll round in progress: {len(states) - waiting:,} of {len(states):,} done"
+        )
     return (
         f"<p><strong>{len(states):,} projects</strong>: {poll}</p>"
         f"<p>By status: {by_status or 'none yet'}</p>"
@@ -285,18 +289,19 @@ def _summary(states: Sequence[ProjectState]) -> str:
 
 
 def render_page(
-    settings: Settings,
+    config: ExporterConfig,
     states: Sequence[ProjectState],
     *,
     now: float | None = None,
     max_rows: int = MAX_ROWS,
+    first_round_done: bool = True,
 ) -> str:
     """The whole HTML page for these project states."""
     now = time.time() if now is None else now
     shown = sorted(states, key=_priority)[:max_rows]  # stable: configured order within a rank
     hidden = len(states) - len(shown)
     # One OMS is named above the table; with several, each row says which one.
-    show_oms = len(settings.oms_targets()) > 1
+    show_oms = len(config.targets) > 1
     headers = [HEADERS[0], "OMS", *HEADERS[1:]] if show_oms else list(HEADERS)
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
     rows = "".join(_row(now, state, show_oms=show_oms) for state in shown)
@@ -312,10 +317,10 @@ def render_page(
             f'<a href="/metrics">/metrics</a>.</p>'
         )
     targets = ", ".join(
-        f"<code>{escape(target.label)}</code> ({escape(_public_url(target.url))})"
-        for target in settings.oms_targets()
+        f"<code>{escape(target.name)}</code> ({escape(_public_url(target.url))})"
+        for target in config.targets
     )
-    refresh = max(5, min(60, round(settings.poll_interval)))
+    refresh = max(5, min(60, round(config.poll_interval_seconds)))
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
@@ -324,9 +329,9 @@ def render_page(
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>OMS exporter: {len(states):,} projects</title><style>{_style()}</style></head>
 <body><main><h1>OMS exporter</h1>
-{_summary(states)}
+{_summary(states, first_round_done=first_round_done)}
 <p class="muted">Version {escape(__version__)} · OMS {targets} · polled every
-{settings.poll_interval:g} s · page refreshes every {refresh} s · rendered {_utc(now)}</p>
+{config.poll_interval_seconds:g} s · page refreshes every {refresh} s · rendered {_utc(now)}</p>
 <p><a href="/metrics">Metrics</a> · <a href="/healthz">Health</a> ·
 <a href="/readyz">Readiness</a></p>
 {note}<table><caption>{caption}</caption><thead><tr>{head}</tr></thead>
@@ -336,4 +341,8 @@ def render_page(
 
 
 def render_landing(exporter: Exporter) -> str:
-    return render_page(exporter.settings, list(exporter.store))
+    return render_page(
+        exporter.config,
+        list(exporter.store),
+        first_round_done=exporter.poller.first_round_done.is_set(),
+    )

@@ -2,25 +2,31 @@
 
 Each result lands in the store as soon as it arrives, so a hanging project delays no
 other project's values. A whole OMS that stops answering is probed once per round
-instead of hammered with a request per project.
+instead of hammered with a request per project. A project is the unit of failure:
+whatever goes wrong while handling one marks that project down and nothing else.
+
+Configuration (``TargetConfig``, frozen) and what the poller learns about an OMS
+(``TargetState``) are kept apart; the state survives reloads, keyed by the OMS's name.
+Clocks come from the caller, so tests advance time instead of sleeping.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Final
 
+from oms_exporter.config import TargetConfig
 from oms_exporter.model import ProjectProgress, Reason
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import OmsError, is_transient
 from oms_exporter.selfmetrics import SelfMetrics
-from oms_exporter.settings import DiscoverySettings
 from oms_exporter.sharding import Shard
 from oms_exporter.store import ProjectState, Store
 
@@ -28,39 +34,55 @@ log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS: Final = 3
 RETRY_BASE_SECONDS: Final = 0.2
-# Answers that prove the OMS API itself works, even though the project's poll failed.
-_ANSWERED: Final = frozenset({Reason.NOT_FOUND, Reason.API_ERROR})
-# Consecutive transport failures with no good answer that mark an OMS unreachable mid-round.
+# Consecutive transport failures with no answer that mark an OMS unreachable mid-round.
 _TRIP_AFTER: Final = 3
-_MAX_NOT_FOUND_BACKOFF_ROUNDS: Final = 32
+# A project OMS says does not exist is polled less and less often, but at least every
+# 5 minutes: OMSProjectNotFound looks at increase(...[15m]) and must not see a gap.
+MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
 # Statuses whose steps no longer change: fetch them once.
 _SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 
+Clock = Callable[[], float]
+
+
+def not_found_backoff_rounds(count: int, interval_seconds: float) -> int:
+    """Rounds to skip after the ``count``-th consecutive "not found": 1, 2, 4, … capped."""
+    cap = max(1, math.floor(MAX_NOT_FOUND_BACKOFF_SECONDS / interval_seconds))
+    rounds: int = 2 ** min(count - 1, 30)
+    return min(rounds, cap)
+
 
 @dataclass(slots=True)
-class Target:
-    """One OMS instance and the projects polled on it."""
+class TargetState:
+    """What the poller learned about one OMS; kept across reloads by the OMS's name."""
 
-    name: str
-    client: OmsClient
-    static_ids: list[str]
-    max_concurrency: int
-    request_timeout_seconds: float = 10.0
-    discovery: DiscoverySettings | None = None  # None: discovery off (or unavailable)
-    step_details: bool = False
-    shard: Shard = field(default_factory=Shard)
     reachable: bool = True
     discovered_ids: list[str] | None = None
-    next_discovery: float = 0.0  # time.monotonic() of the next ListProjects
+    next_discovery: float = 0.0  # monotonic time of the next ListProjects
     discovery_ok: bool = True
+    discovery_unavailable: bool = False  # a 3.3 OMS: no ListProjects
     project_ids: list[str] = field(default_factory=list)
-    # project_id -> (consecutive not-found polls, earliest next poll)
+    # project_id -> (consecutive not-found polls, earliest next poll, wall clock)
     not_found: dict[str, tuple[int, float]] = field(default_factory=dict)
+    # Removed by a reload: results of a round still in flight are dropped, not written.
+    retired: bool = False
 
-    def refresh_ids(self) -> None:
-        """Static and discovered IDs, merged, in this replica's shard."""
-        merged = dict.fromkeys([*self.static_ids, *(self.discovered_ids or [])])
-        self.project_ids = [pid for pid in merged if self.shard.owns(self.name, pid)]
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One OMS: its configuration, the client to reach it, and what was learned about it."""
+
+    config: TargetConfig
+    client: OmsClient
+    state: TargetState
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def discovers(self) -> bool:
+        return self.config.discovery is not None and not self.state.discovery_unavailable
 
 
 @dataclass(slots=True)
@@ -72,7 +94,7 @@ class _RoundOutcome:
 
 
 class Poller:
-    """Run poll rounds forever; ``first_round_done`` backs /readyz."""
+    """Run poll rounds forever; the runtime supervises ``run`` and reads its progress."""
 
     def __init__(
         self,
@@ -80,107 +102,162 @@ class Poller:
         store: Store,
         metrics: SelfMetrics,
         interval_seconds: float,
-        clock: Callable[[], float] = time.time,
+        request_timeout_seconds: float = 10.0,
+        max_concurrency: int = 8,
+        clock: Clock = time.time,
+        monotonic: Clock = time.monotonic,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.interval_seconds = interval_seconds
+        self.request_timeout_seconds = request_timeout_seconds
+        self.max_concurrency = max_concurrency
+        self.shard = Shard()
         self.targets: dict[str, Target] = {}
         self.first_round_done = asyncio.Event()
         self.rounds = 0
+        # Monotonic time the last round ended; None until one has.
+        self.last_round_end: float | None = None
+        # Set while no round runs: a session a reload replaced is closed once it is.
+        self.idle = asyncio.Event()
+        self.idle.set()
         self._clock = clock
+        self._monotonic = monotonic
 
-    def set_targets(self, targets: list[Target]) -> None:
-        """Replace what is polled; the store follows, dropping removed projects."""
-        for name in set(self.targets) - {t.name for t in targets}:
-            self.store.remove_oms(name)
-            self.metrics.forget_oms(name)
-        for target in targets:
-            old = self.targets.get(target.name)
-            if old is not None:
-                same_client = old.client is target.client
-                if same_client:
-                    target.not_found = old.not_found
-                    target.reachable = old.reachable
-                if target.discovery is not None:
-                    # Keep serving the last list until the new settings' discovery ran, so a
-                    # reload does not make discovered projects blink out for a round.
-                    target.discovered_ids = old.discovered_ids
-                    unchanged = same_client and target.discovery == old.discovery
-                    target.next_discovery = old.next_discovery if unchanged else 0.0
+    def configure(
+        self,
+        targets: Sequence[tuple[TargetConfig, OmsClient]],
+        *,
+        interval_seconds: float,
+        request_timeout_seconds: float,
+        max_concurrency: int,
+        shard: Shard,
+    ) -> None:
+        """Replace what is polled; state is kept per OMS name, the store follows."""
+        self.interval_seconds = interval_seconds
+        self.request_timeout_seconds = request_timeout_seconds
+        self.max_concurrency = max_concurrency
+        self.shard = shard
+        wanted = {config.name for config, _client in targets}
+        for name, removed in self.targets.items():
+            if name not in wanted:
+                removed.state.retired = True
+                self.store.remove_oms(name)
+                self.metrics.forget_oms(name)
+        new: dict[str, Target] = {}
+        for config, client in targets:
+            old = self.targets.get(config.name)
+            state = self._carry_over(old, config, client) if old is not None else TargetState()
+            target = Target(config=config, client=client, state=state)
+            new[config.name] = target
             self._sync_store(target)
-        self.targets = {target.name: target for target in targets}
+        self.targets = new
+
+    def _carry_over(self, old: Target, config: TargetConfig, client: OmsClient) -> TargetState:
+        """Keep what still holds for the new configuration of the same OMS."""
+        state = old.state
+        same_client = old.client is client
+        if not same_client:
+            # New address or credentials: what this OMS said before proves nothing now.
+            state.not_found.clear()
+            state.reachable = True
+            state.discovery_unavailable = False
+        if config.discovery is None:
+            state.discovered_ids = None
+        elif not (same_client and config.discovery == old.config.discovery):
+            # Keep serving the last list until the new discovery ran, so a reload does not
+            # make discovered projects blink out for a round; but run it at the next round.
+            state.next_discovery = 0.0
+        return state
 
     def _sync_store(self, target: Target) -> None:
-        target.refresh_ids()
-        for project_id in self.store.set_projects(target.name, target.project_ids):
+        """Static and discovered IDs, merged, in this replica's shard, become the store's."""
+        state = target.state
+        if state.retired:  # a discovery that finished after its OMS was removed
+            return
+        merged = dict.fromkeys([*target.config.project_ids, *(state.discovered_ids or [])])
+        state.project_ids = [pid for pid in merged if self.shard.owns(target.name, pid)]
+        for project_id in self.store.set_projects(target.name, state.project_ids):
             target.client.forget(project_id)
-            target.not_found.pop(project_id, None)
-        self.metrics.projects.labels(target.name).set(len(target.project_ids))
+            state.not_found.pop(project_id, None)
+        self.metrics.projects.labels(target.name).set(len(state.project_ids))
 
     async def run(self) -> None:
         """Poll until cancelled; a round starts every interval or when the last one ends."""
         while True:
-            started = time.monotonic()
+            started = self._monotonic()
             await self.poll_round()
-            elapsed = time.monotonic() - started
+            elapsed = self._monotonic() - started
             await asyncio.sleep(max(0.0, self.interval_seconds - elapsed))
 
     async def poll_round(self) -> None:
-        started = time.monotonic()
+        """Poll every due project of every OMS once."""
+        started = self._monotonic()
         deadline = started + self.interval_seconds
         targets = list(self.targets.values())
-        await asyncio.gather(*(self._poll_target(target, deadline) for target in targets))
-        self.metrics.round_duration.set(time.monotonic() - started)
+        self.idle.clear()
+        try:
+            await asyncio.gather(*(self._poll_target(target, deadline) for target in targets))
+        finally:
+            self.idle.set()
+        self.last_round_end = self._monotonic()
+        self.metrics.round_duration.set(self.last_round_end - started)
         self.metrics.round_timestamp.set(self._clock())
         self.metrics.rounds.inc()
         self.rounds += 1
         self.first_round_done.set()
 
     async def _discover(self, target: Target) -> None:
-        """Refresh the discovered IDs; on failure keep the last list and retry next round."""
-        assert target.discovery is not None
+        """Refresh the discovered IDs; on any failure keep the last list and retry next round."""
+        state = target.state
+        assert target.config.discovery is not None
         try:
-            projects = await target.client.list_projects(target.discovery)
+            projects = await target.client.list_projects(target.config.discovery)
         except DiscoveryUnavailable as exc:
             log.warning("discovery is off for OMS %s: %s", target.name, exc,
                         extra={"oms": target.name})  # fmt: skip
-            target.discovery = None
+            state.discovery_unavailable = True
             return
-        except OmsError as error:
-            self.metrics.discovery_errors.labels(target.name, error.reason.value).inc()
-            if target.discovery_ok:
+        except Exception as exc:
+            reason = exc.reason if isinstance(exc, OmsError) else Reason.INVALID
+            message = str(exc) if isinstance(exc, OmsError) else f"internal error: {_name(exc)}"
+            if not state.retired:
+                self.metrics.discovery_errors.labels(target.name, reason.value).inc()
+            if state.discovery_ok:
                 log.warning("discovery failed on OMS %s, keeping the last project list: %s",
-                            target.name, error, extra={"oms": target.name})  # fmt: skip
-            target.discovery_ok = False
+                            target.name, message, extra={"oms": target.name},
+                            exc_info=_debug_traceback(exc))  # fmt: skip
+            state.discovery_ok = False
             return
-        if not target.discovery_ok:
+        if not state.discovery_ok:
             log.info("discovery works again on OMS %s", target.name, extra={"oms": target.name})
-        target.discovery_ok = True
-        target.discovered_ids = [project.project_id for project in projects]
-        target.next_discovery = time.monotonic() + target.discovery.interval
-        self.metrics.discovered.labels(target.name).set(len(projects))
-        self.metrics.discovery_timestamp.labels(target.name).set(self._clock())
+        state.discovery_ok = True
+        state.discovered_ids = [project.project_id for project in projects]
+        state.next_discovery = self._monotonic() + target.config.discovery_interval_seconds
+        if not state.retired:
+            self.metrics.discovered.labels(target.name).set(len(projects))
+            self.metrics.discovery_timestamp.labels(target.name).set(self._clock())
         self._sync_store(target)
 
     async def _poll_target(self, target: Target, deadline: float) -> None:
-        if target.discovery is not None and time.monotonic() >= target.next_discovery:
+        state = target.state
+        if target.discovers and self._monotonic() >= state.next_discovery:
             await self._discover(target)
         now = self._clock()
-        due = deque(pid for pid in target.project_ids if self._due(target, pid, now))
+        due = deque(pid for pid in state.project_ids if self._due(state, pid, now))
         if not due:
             return
         outcome = _RoundOutcome()
-        if not target.reachable:
+        if not state.reachable:
             # One probe while the OMS is down; the rest wait for it.
             await self._poll_project(target, due.popleft(), deadline, outcome)
-        if target.reachable or outcome.answered:
+        if state.reachable or outcome.answered:
 
             async def worker() -> None:
                 while due:
                     await self._poll_project(target, due.popleft(), deadline, outcome)
 
-            workers = min(target.max_concurrency, len(due))
+            workers = min(self.max_concurrency, len(due))
             await asyncio.gather(*(worker() for _ in range(workers)))
         for project_id in due:  # left unpolled because the OMS is unreachable
             self._record_failure(
@@ -191,13 +268,15 @@ class Poller:
             )
         self._set_reachable(target, outcome)
 
-    def _due(self, target: Target, project_id: str, now: float) -> bool:
-        entry = target.not_found.get(project_id)
+    @staticmethod
+    def _due(state: TargetState, project_id: str, now: float) -> bool:
+        entry = state.not_found.get(project_id)
         return entry is None or now >= entry[1]
 
     async def _poll_project(
         self, target: Target, project_id: str, deadline: float, outcome: _RoundOutcome
     ) -> None:
+        """Poll one project; any exception is this project's failure, never the round's."""
         if outcome.tripped_reason is not None:
             self._record_failure(
                 target,
@@ -206,6 +285,20 @@ class Poller:
                 f"OMS unreachable, not polled this round: {outcome.tripped_message}",
             )
             return
+        try:
+            await self._fetch_and_record(target, project_id, deadline, outcome)
+        except Exception as exc:
+            self._record_failure(
+                target,
+                project_id,
+                Reason.INVALID,
+                f"internal error: {_name(exc)}",
+                exc_info=_debug_traceback(exc),
+            )
+
+    async def _fetch_and_record(
+        self, target: Target, project_id: str, deadline: float, outcome: _RoundOutcome
+    ) -> None:
         for attempt in range(1, MAX_ATTEMPTS + 1):
             try:
                 progress = await target.client.fetch_progress(project_id)
@@ -218,22 +311,16 @@ class Poller:
                 ):
                     delay = RETRY_BASE_SECONDS * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
                     # Retry only if the retry, timing out too, still ends within the round.
-                    if time.monotonic() + delay + target.request_timeout_seconds < deadline:
+                    if self._monotonic() + delay + self.request_timeout_seconds < deadline:
                         await asyncio.sleep(delay)
                         continue
                 self._on_error(target, project_id, error)
                 return
-            except Exception as exc:  # one project's bug must not stop the poller
-                log.exception("unexpected error polling project %s", project_id)
-                self._record_failure(
-                    target, project_id, Reason.INVALID, f"internal error: {type(exc).__name__}"
-                )
-                return
             outcome.answered = True
             outcome.transport_failures = 0
-            target.not_found.pop(project_id, None)
+            target.state.not_found.pop(project_id, None)
             before = self.store.get(target.name, project_id)
-            if target.step_details:
+            if target.config.step_details:
                 progress = await self._with_steps(target, progress, before)
             was_down = before is not None and before.last_error_reason is not None
             state = self.store.record_success(target.name, project_id, progress, now=self._clock())
@@ -260,26 +347,36 @@ class Poller:
         return progress if steps is None else replace(progress, steps=steps)
 
     def _count_failure(self, target: Target, error: OmsError, outcome: _RoundOutcome) -> None:
-        """Trip the round's breaker after a few failures with no good answer from OMS."""
-        if error.reason in _ANSWERED:
+        """Trip the round's breaker after a few transport failures with no answer from OMS.
+
+        Only transport failures count (connection, timeout, 5xx and 429 from OMS or its
+        proxy): a bad answer for one project is an answer, and says the OMS is there.
+        """
+        if not is_transient(error):
             outcome.answered = True
             outcome.transport_failures = 0
         elif not outcome.answered:
             outcome.transport_failures += 1
-            if outcome.transport_failures >= _TRIP_AFTER or not target.reachable:
+            if outcome.transport_failures >= _TRIP_AFTER or not target.state.reachable:
                 outcome.tripped_reason = error.reason
                 outcome.tripped_message = str(error)
 
     def _on_error(self, target: Target, project_id: str, error: OmsError) -> None:
         if error.reason == Reason.NOT_FOUND:
-            count = target.not_found.get(project_id, (0, 0.0))[0] + 1
-            rounds = min(2 ** (count - 1), _MAX_NOT_FOUND_BACKOFF_ROUNDS)
+            count = target.state.not_found.get(project_id, (0, 0.0))[0] + 1
+            rounds = not_found_backoff_rounds(count, self.interval_seconds)
             next_poll = self._clock() + rounds * self.interval_seconds - 0.001
-            target.not_found[project_id] = (count, next_poll)
+            target.state.not_found[project_id] = (count, next_poll)
         self._record_failure(target, project_id, error.reason, str(error))
 
     def _record_failure(
-        self, target: Target, project_id: str, reason: Reason, message: str
+        self,
+        target: Target,
+        project_id: str,
+        reason: Reason,
+        message: str,
+        *,
+        exc_info: BaseException | None = None,
     ) -> None:
         before = self.store.get(target.name, project_id)
         previous = _describe(before)
@@ -291,15 +388,19 @@ class Poller:
                 reason.value,
                 message,
                 extra={"oms": target.name, "project_id": project_id, "reason": reason.value},
+                exc_info=exc_info,
             )
 
     def _set_reachable(self, target: Target, outcome: _RoundOutcome) -> None:
+        state = target.state
+        if state.retired:  # removed while this round ran: write no series for it
+            return
         reachable = outcome.answered or outcome.tripped_reason is None
         if outcome.answered:
             self.metrics.oms_up.labels(target.name).set(1)
         elif outcome.transport_failures or outcome.tripped_reason is not None:
             self.metrics.oms_up.labels(target.name).set(0)
-        if reachable != target.reachable:
+        if reachable != state.reachable:
             if reachable:
                 log.info("OMS %s is reachable again", target.name, extra={"oms": target.name})
             else:
@@ -309,10 +410,19 @@ class Poller:
                     outcome.tripped_message,
                     extra={"oms": target.name},
                 )
-        target.reachable = reachable
+        state.reachable = reachable
+
+
+def _name(exc: BaseException) -> str:
+    return type(exc).__name__
+
+
+def _debug_traceback(exc: BaseException) -> BaseException | None:
+    """A traceback only at debug level: one line per state change otherwise."""
+    return exc if log.isEnabledFor(logging.DEBUG) and not isinstance(exc, OmsError) else None
 
 
 def _describe(state: ProjectState | None) -> tuple[bool, Reason | None] | None:
-    if state is None:
+    if state is None or not state.polled:
         return None
     return state.up, state.last_error_reason if not state.up else None

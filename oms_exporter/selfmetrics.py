@@ -110,6 +110,13 @@ class SelfMetrics:
             "oms_exporter_shard_count", "Replicas the projects are split across.", registry=None
         )
         self._shards_registered = False
+        # --- supervision (runtime.py) ---
+        self.task_restarts = Counter(
+            "oms_exporter_task_restarts",
+            "Times a supervised task (poller) died and was restarted.",
+            ["task"],
+            registry=r,
+        )
         self.reload_ok.set(1)
         self.reload_timestamp.set_to_current_time()
 

@@ -26,18 +26,17 @@ from pydantic import (
 )
 from pydantic_settings import (
     BaseSettings,
+    InitSettingsSource,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
-from oms_exporter.sharding import resolve_shard
+from oms_exporter.oms.client import ApiChoice
+from oms_exporter.yamlfile import YamlRefused, load_yaml
 
 ENV_PREFIX = "OMS_EXPORTER_"
 DEFAULT_PORT = 18089
-
-ApiChoice = Literal["auto", "v4", "v3-migration", "v3-sync"]
 
 
 class ConfigError(Exception):
@@ -52,12 +51,32 @@ def _split_ids(value: Any) -> Any:
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
     if isinstance(value, list | tuple):
+        for part in value:
+            # A number is an ID written without quotes; a list or a map is a mistake, and
+            # its repr must never become a project ID.
+            if not isinstance(part, str | int) or isinstance(part, bool):
+                raise ValueError("entries must be project IDs (strings), not lists or maps")
         return [str(part).strip() for part in value if str(part).strip()]
     return value
 
 
+def _encodable(value: list[str]) -> list[str]:
+    for part in value:
+        try:
+            part.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("entries must be valid UTF-8 text") from None
+    return value
+
+
 # Comma-separated in the environment and on the command line, a list in YAML; deduplicated.
-ProjectIds = Annotated[list[str], NoDecode, BeforeValidator(_split_ids), AfterValidator(_unique)]
+ProjectIds = Annotated[
+    list[str],
+    NoDecode,
+    BeforeValidator(_split_ids),
+    AfterValidator(_encodable),
+    AfterValidator(_unique),
+]
 
 
 def check_url(value: str) -> str:
@@ -316,11 +335,30 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        yaml_file = settings_cls.model_config.get("yaml_file")
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        if yaml_file:
-            sources.append(YamlConfigSettingsSource(settings_cls))
-        return tuple(sources)
+        return (init_settings, env_settings)
+
+
+def _settings_class(file_values: dict[str, Any], defaults: dict[str, Any]) -> type[Settings]:
+    """Settings whose sources are flags, environment, the file's values, then ``defaults``."""
+
+    class _Loaded(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            lower = [
+                InitSettingsSource(settings_cls, init_kwargs=values)
+                for values in (file_values, defaults)
+                if values
+            ]
+            return (init_settings, env_settings, *lower)
+
+    return _Loaded
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
@@ -356,37 +394,42 @@ def _describe(error: ValidationError) -> str:
     return f"{loc[0]} ({env_name(loc[0])}, {flag_name(loc[0])}): {message}"
 
 
-def load_settings(cli_values: dict[str, Any], config_file: Path | None = None) -> Settings:
-    """Build Settings from every source, or raise ConfigError with one line."""
+def _read_file(config_file: Path) -> dict[str, Any]:
+    try:
+        text = config_file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        raise ConfigError(f"--config: {config_file} is not a readable UTF-8 file") from None
+    try:
+        loaded = load_yaml(text)
+    except YamlRefused as exc:
+        raise ConfigError(f"--config: {config_file} {exc}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"--config: {config_file} is not valid YAML{where}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"--config: {config_file} must hold a mapping of settings")
+    return loaded
+
+
+def load_settings(
+    cli_values: dict[str, Any],
+    config_file: Path | None = None,
+    *,
+    defaults: dict[str, Any] | None = None,
+) -> Settings:
+    """Build Settings from every source, or raise ConfigError with one line.
+
+    ``defaults`` replace the built-in defaults only: every other source still wins.
+    """
+    file_values: dict[str, Any] = {}
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"--config: {config_file} is not a readable file")
-        try:
-            loaded = yaml.safe_load(config_file.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" at line {mark.line + 1}" if mark is not None else ""
-            raise ConfigError(f"--config: {config_file} is not valid YAML{where}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"--config: {config_file} must hold a mapping of settings")
-
-    class _FileSettings(Settings):
-        model_config = SettingsConfigDict(yaml_file=config_file)
-
+        file_values = _read_file(config_file)
     try:
-        settings = _FileSettings(**cli_values)
-        # Read password files once now so a broken file fails start-up, not the first poll.
-        for target in settings.oms_targets():
-            target.read_password()
-        resolve_shard(index=settings.shard_index, count=settings.shard_count)
+        return _settings_class(file_values, dict(defaults or {}))(**cli_values)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    except ValueError as exc:  # the shard, once POD_NAME/HOSTNAME are taken into account
-        raise ConfigError(
-            f"shard_index ({env_name('shard_index')}, --shard-index): {exc}"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"password file ({env_name('oms_password_file')}): cannot be read: {exc.strerror}"
-        ) from None
-    return settings

@@ -23,6 +23,11 @@ class ProjectState:
     last_error_message: str = ""
     errors: dict[Reason, int] = field(default_factory=dict)
 
+    @property
+    def polled(self) -> bool:
+        """Whether a poll has ended for this project yet; before that, nothing is known."""
+        return self.last_success_seconds is not None or bool(self.errors)
+
 
 Key = tuple[str, str]
 # Told (key, state) after every change; state is None when the project was removed.

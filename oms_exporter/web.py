@@ -1,10 +1,12 @@
-"""The HTTP face: /metrics, the landing page, /healthz, /readyz; owns the app lifecycle."""
+"""The HTTP face: /metrics, the landing page, /healthz, /readyz, /-/reload; serves only.
+
+The exporter's life (tasks, sessions, reload) belongs to ``runtime.Exporter``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import zlib
-from collections.abc import AsyncIterator
 from typing import Final
 
 from aiohttp import hdrs, web
@@ -65,14 +67,22 @@ async def landing(request: web.Request) -> web.Response:
     return web.Response(text=render_landing(exporter), content_type="text/html", charset="utf-8")
 
 
-async def healthz(_request: web.Request) -> web.Response:
-    return web.Response(text="ok\n")
+async def healthz(request: web.Request) -> web.Response:
+    """200 while polling keeps up; 503 lets Kubernetes or systemd restart a wedged process."""
+    problem = request.app[EXPORTER_KEY].health()
+    if problem is None:
+        return web.Response(text="ok\n")
+    return web.Response(status=503, text=f"unhealthy: {problem}\n")
 
 
 async def readyz(request: web.Request) -> web.Response:
-    if request.app[EXPORTER_KEY].poller.first_round_done.is_set():
-        return web.Response(text="ready\n")
-    return web.Response(status=503, text="waiting for the first poll round\n")
+    exporter = request.app[EXPORTER_KEY]
+    if not exporter.poller.first_round_done.is_set():
+        return web.Response(status=503, text="waiting for the first poll round\n")
+    problem = exporter.health()
+    if problem is not None:
+        return web.Response(status=503, text=f"unhealthy: {problem}\n")
+    return web.Response(text="ready\n")
 
 
 async def reload(request: web.Request) -> web.Response:
@@ -80,13 +90,6 @@ async def reload(request: web.Request) -> web.Response:
     if error is None:
         return web.Response(text="configuration reloaded\n")
     return web.Response(status=500, text=f"reload failed, running configuration kept: {error}\n")
-
-
-async def _lifecycle(app: web.Application) -> AsyncIterator[None]:
-    exporter = app[EXPORTER_KEY]
-    await exporter.start()
-    yield
-    await exporter.stop()
 
 
 def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.Application:
@@ -98,5 +101,4 @@ def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.A
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_post("/-/reload", reload)
-    app.cleanup_ctx.append(_lifecycle)
     return app

@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from oms_exporter.settings import ConfigError
+from oms_exporter.yamlfile import YamlRefused, load_yaml
 
 UNPROTECTED_PATHS: Final = frozenset({"/healthz"})
 _TLS_KEYS: Final = frozenset({"cert_file", "key_file", "min_version"})
@@ -99,9 +100,13 @@ def _tls_context(section: dict[str, Any], base: Path) -> ssl.SSLContext:
 def load_web_config(path: Path) -> WebConfig:
     """Read and check the file; raise ConfigError with one line on any problem."""
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = load_yaml(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError(f"--web-config-file: cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"--web-config-file: {path} is not UTF-8 text") from None
+    except YamlRefused as exc:
+        raise ConfigError(f"--web-config-file: {path} {exc}") from None
     except yaml.YAMLError:
         raise ConfigError(f"--web-config-file: {path} is not valid YAML") from None
     config = _mapping(raw, "the file")

@@ -9,14 +9,38 @@ import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpServer
 
+from oms_exporter.config import TargetConfig
 from oms_exporter.model import Reason
-from oms_exporter.oms.client import OmsClient
+from oms_exporter.oms.client import ApiChoice, OmsClient
+from oms_exporter.oms.discovery import DiscoveryFilter
 from oms_exporter.oms.transport import Transport, make_session
-from oms_exporter.settings import ApiChoice
 from tests.oms_replay import ReplayOms
 
 USERNAME = "oms-user"
 PASSWORD = "s3cret-pa55word"
+
+
+def target_config(
+    name: str,
+    project_ids: list[str],
+    *,
+    url: str = "http://127.0.0.1:1",
+    discovery: DiscoveryFilter | None = None,
+    discovery_interval_seconds: float = 300.0,
+    step_details: bool = False,
+) -> TargetConfig:
+    """One OMS target's running configuration, as load_config would build it."""
+    return TargetConfig(
+        name=name,
+        url=url,
+        username=USERNAME,
+        password=PASSWORD,
+        api="auto",
+        project_ids=tuple(project_ids),
+        discovery=discovery,
+        discovery_interval_seconds=discovery_interval_seconds,
+        step_details=step_details,
+    )
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import string
 from collections.abc import Callable
@@ -13,13 +12,12 @@ from hypothesis import strategies as st
 
 from oms_exporter.model import ProjectDetails
 from oms_exporter.oms.client import DiscoveryUnavailable
-from oms_exporter.oms.discovery import matches
-from oms_exporter.poller import Poller, Target
+from oms_exporter.oms.discovery import DiscoveryFilter, matches
+from oms_exporter.poller import Poller
 from oms_exporter.selfmetrics import SelfMetrics
-from oms_exporter.settings import DiscoverySettings
 from oms_exporter.sharding import Shard, ordinal_from_pod_name, resolve_shard
 from oms_exporter.store import Store
-from tests.conftest import ClientUnderTest
+from tests.conftest import ClientUnderTest, target_config
 from tests.oms_replay import ReplayOms, Reply, fixture_json
 
 MakeClient = Callable[..., ClientUnderTest]
@@ -37,7 +35,7 @@ def listed(count: int, **changes: object) -> list[dict[str, object]]:
 
 async def test_discovery_pages_through_every_project(replay: ReplayOms, make_client: MakeClient):
     replay.listed = listed(340)
-    projects = await make_client().client.list_projects(DiscoverySettings())
+    projects = await make_client().client.list_projects(DiscoveryFilter())
     assert len(projects) == 340
     assert replay.count(action="ListProjects") == 3  # 150 + 150 + 40
     first = projects[0]
@@ -58,7 +56,7 @@ async def test_discovered_details_spare_describe_project(
     replay.listed = listed(1)
     replay.v4["np_0000"] = Reply.fixture("v4_progress.json")
     cut = make_client()
-    await cut.client.list_projects(DiscoverySettings())
+    await cut.client.list_projects(DiscoveryFilter())
     progress = await cut.client.fetch_progress("np_0000")
     assert progress.name == "project 0"
     assert progress.kind.value == "migration"
@@ -69,7 +67,7 @@ async def test_discovery_on_a_v3_oms_is_unavailable(replay: ReplayOms, make_clie
     replay.speaks_v4 = False
     cut = make_client()
     with pytest.raises(DiscoveryUnavailable, match=r"4\.x"):
-        await cut.client.list_projects(DiscoverySettings())
+        await cut.client.list_projects(DiscoveryFilter())
     assert cut.client.server_api == "v3"
 
 
@@ -81,19 +79,19 @@ def details(**values: str) -> ProjectDetails:
 @pytest.mark.parametrize(
     ("settings", "project", "kept"),
     [
-        (DiscoverySettings(), details(), True),
-        (DiscoverySettings(types=["SYNC"]), details(), False),
-        (DiscoverySettings(statuses=["running"]), details(status="RUNNING"), True),
-        (DiscoverySettings(statuses=["FAILED"]), details(status="RUNNING"), False),
-        (DiscoverySettings(labels=["prod"]), details(labels="billing,prod"), True),
-        (DiscoverySettings(labels=["test"]), details(labels="billing,prod"), False),
-        (DiscoverySettings(include="^ord"), details(), True),
-        (DiscoverySettings(include="^np_9"), details(), False),
-        (DiscoverySettings(exclude="orders"), details(), False),
-        (DiscoverySettings(include="np_", exclude="^tmp"), details(), True),
+        (DiscoveryFilter(), details(), True),
+        (DiscoveryFilter(types=("SYNC",)), details(), False),
+        (DiscoveryFilter(statuses=("RUNNING",)), details(status="RUNNING"), True),
+        (DiscoveryFilter(statuses=("FAILED",)), details(status="RUNNING"), False),
+        (DiscoveryFilter(labels=("prod",)), details(labels="billing,prod"), True),
+        (DiscoveryFilter(labels=("test",)), details(labels="billing,prod"), False),
+        (DiscoveryFilter(include="^ord"), details(), True),
+        (DiscoveryFilter(include="^np_9"), details(), False),
+        (DiscoveryFilter(exclude="orders"), details(), False),
+        (DiscoveryFilter(include="np_", exclude="^tmp"), details(), True),
     ],
 )
-def test_discovery_filters(settings: DiscoverySettings, project: ProjectDetails, kept: bool):
+def test_discovery_filters(settings: DiscoveryFilter, project: ProjectDetails, kept: bool):
     assert matches(project, settings) is kept
 
 
@@ -126,15 +124,23 @@ async def test_poller_merges_discovered_and_static_ids_and_follows_removals(
         replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
     replay.v4["static"] = Reply.fixture("v4_progress.json")
     cut = make_client("v4")
-    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
-    target = Target(
-        name="oms",
-        client=cut.client,
-        static_ids=["static", "np_0000"],
-        max_concurrency=2,
-        discovery=DiscoverySettings(interval=0.01),
+    now = [100.0]
+    poller = Poller(
+        store=Store(), metrics=SelfMetrics(), interval_seconds=10, monotonic=lambda: now[0]
     )
-    poller.set_targets([target])
+    config = target_config(
+        "oms",
+        ["static", "np_0000"],
+        discovery=DiscoveryFilter(),
+        discovery_interval_seconds=60,
+    )
+    poller.configure(
+        [(config, cut.client)],
+        interval_seconds=10,
+        request_timeout_seconds=2,
+        max_concurrency=2,
+        shard=Shard(),
+    )
     await poller.poll_round()
     assert sorted(state.project_id for state in poller.store) == [
         "np_0000",
@@ -143,7 +149,9 @@ async def test_poller_merges_discovered_and_static_ids_and_follows_removals(
         "static",
     ]
     replay.listed = replay.listed[:1]  # np_0001 and np_0002 deleted in OMS
-    await asyncio.sleep(0.02)  # past the discovery interval
+    await poller.poll_round()  # within the discovery interval: the same list
+    assert len(list(poller.store)) == 4
+    now[0] += 61  # past the discovery interval
     await poller.poll_round()
     assert sorted(state.project_id for state in poller.store) == ["np_0000", "static"]
 

@@ -7,11 +7,13 @@ from collections.abc import Callable
 
 import pytest
 
+from oms_exporter.config import TargetConfig
 from oms_exporter.model import Reason
-from oms_exporter.poller import Poller, Target
+from oms_exporter.poller import MAX_NOT_FOUND_BACKOFF_SECONDS, Poller, not_found_backoff_rounds
 from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.sharding import Shard
 from oms_exporter.store import Store
-from tests.conftest import ClientUnderTest
+from tests.conftest import ClientUnderTest, target_config
 from tests.oms_replay import ReplayOms, Reply
 
 MakeClient = Callable[..., ClientUnderTest]
@@ -38,15 +40,21 @@ def build(
     clock = Clock()
     cut = make_client("v4", max_concurrency=concurrency, timeout_seconds=timeout_seconds)
     poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=interval, clock=clock)
-    target = Target(
-        name="oms",
-        client=cut.client,
-        static_ids=project_ids,
-        max_concurrency=concurrency,
-        request_timeout_seconds=timeout_seconds,
-    )
-    poller.set_targets([target])
+    configure(poller, [(target_config("oms", project_ids), cut)], concurrency=concurrency)
+    poller.request_timeout_seconds = timeout_seconds
     return poller, clock
+
+
+def configure(
+    poller: Poller, targets: list[tuple[TargetConfig, ClientUnderTest]], *, concurrency: int = 4
+) -> None:
+    poller.configure(
+        [(config, cut.client) for config, cut in targets],
+        interval_seconds=poller.interval_seconds,
+        request_timeout_seconds=poller.request_timeout_seconds,
+        max_concurrency=concurrency,
+        shard=Shard(),
+    )
 
 
 def up(poller: Poller, project_id: str) -> bool:
@@ -155,43 +163,70 @@ async def test_unexpected_exception_marks_only_that_project_down(
     assert state.last_error_reason is Reason.INVALID
 
 
-async def test_rounds_never_overlap(replay: ReplayOms, make_client: MakeClient):
-    replay.v4["slow"] = Reply(GOOD.body, delay_seconds=0.15)
-    poller, _ = build(make_client, ["slow"], interval=0.05)
-    in_flight = 0
-    peak = 0
-    original = poller.poll_round
-
-    async def tracked() -> None:
-        nonlocal in_flight, peak
-        in_flight += 1
-        peak = max(peak, in_flight)
-        try:
-            await original()
-        finally:
-            in_flight -= 1
-
-    poller.poll_round = tracked  # type: ignore[method-assign]
-    task = asyncio.create_task(poller.run())
-    await asyncio.sleep(0.6)
-    task.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await task
-    assert poller.rounds >= 2
-    assert peak == 1
-
-
 async def test_reconfigured_projects_appear_and_disappear(
     replay: ReplayOms, make_client: MakeClient
 ):
     replay.v4["a"] = GOOD
     replay.v4["b"] = GOOD
-    poller, _ = build(make_client, ["a"])
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ["a"]), cut)])
     await poller.poll_round()
-    target = poller.targets["oms"]
-    poller.set_targets(
-        [Target(name="oms", client=target.client, static_ids=["b"], max_concurrency=4)]
-    )
+    configure(poller, [(target_config("oms", ["b"]), cut)])
     assert poller.store.get("oms", "a") is None
     await poller.poll_round()
     assert up(poller, "b")
+
+
+def test_not_found_backoff_never_exceeds_five_minutes():
+    """OMSProjectNotFound looks at 15 minutes: the backoff must leave no gap that long."""
+    assert [not_found_backoff_rounds(count, 30.0) for count in range(1, 7)] == [1, 2, 4, 8, 10, 10]
+    for interval in (1.0, 5.0, 30.0, 60.0, 300.0, 600.0):
+        rounds = [not_found_backoff_rounds(count, interval) for count in range(1, 40)]
+        assert max(rounds) * interval <= max(MAX_NOT_FOUND_BACKOFF_SECONDS, interval)
+        assert min(rounds) >= 1
+
+
+async def test_decode_failures_of_some_projects_leave_the_others_and_the_oms_up(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """The breaker counts transport failures only: a bad answer is still an answer."""
+    ids = [f"p{i}" for i in range(13)]
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+    for project_id in ids[:3]:
+        replay.v4[project_id] = Reply(b"<html>not json</html>")
+    poller, _ = build(make_client, ids, concurrency=1)
+    await poller.poll_round()
+    assert all(up(poller, pid) for pid in ids[3:])
+    for project_id in ids[:3]:
+        state = poller.store.get("oms", project_id)
+        assert state is not None
+        assert state.last_error_reason is Reason.DECODE
+    assert oms_up(poller) == 1.0
+
+
+async def test_an_exception_while_fetching_steps_marks_only_that_project_down(
+    replay: ReplayOms, make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+):
+    replay.v4["ok"] = GOOD
+    replay.v4["bug"] = GOOD
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ["ok", "bug"], step_details=True), cut)])
+    original = cut.client.fetch_steps
+
+    async def buggy(project_id: str):  # type: ignore[no-untyped-def]
+        if project_id == "bug":
+            raise OverflowError("int too large to convert to float")
+        return await original(project_id)
+
+    monkeypatch.setattr(cut.client, "fetch_steps", buggy)
+    await poller.poll_round()
+    await poller.poll_round()  # the poller goes on: a second round completes
+    assert poller.rounds == 2
+    assert up(poller, "ok")
+    state = poller.store.get("oms", "bug")
+    assert state is not None
+    assert (state.up, state.last_error_reason) == (False, Reason.INVALID)
+    assert state.last_error_message == "internal error: OverflowError"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from oms_exporter import landing
+from oms_exporter.config import ExporterConfig, build_config
 from oms_exporter.landing import render_page
 from oms_exporter.model import (
     ALL_STATUSES,
@@ -77,17 +78,17 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def make_settings(**values: object) -> Settings:
+def make_settings(**values: object) -> ExporterConfig:
     base: dict[str, object] = {
         "oms_url": "http://oms.example.internal:8089",
         "oms_username": "admin",
         "oms_password": PASSWORD,
         "project_ids": ["p1"],
     }
-    return Settings(**{**base, **values})  # type: ignore[arg-type]
+    return build_config(Settings(**{**base, **values}))  # type: ignore[arg-type]
 
 
-def two_oms_settings() -> Settings:
+def two_oms_settings() -> ExporterConfig:
     """Two OMS, one with a hostile name, one whose URL carries a query string."""
     a = {"name": HOSTILE_OMS, "url": "http://oms-a.example.internal:8089"}
     b = {"name": "oms-b", "url": "http://oms-b.example.internal:8089/base?token=QueryTok3n"}
@@ -95,7 +96,7 @@ def two_oms_settings() -> Settings:
         {**a, "username": "admin", "password": PASSWORD, "project_ids": ["p1"]},
         {**b, "username": "admin", "password": PASSWORD, "project_ids": ["p2"]},
     ]
-    return Settings(targets=targets)  # type: ignore[arg-type]
+    return build_config(Settings(targets=targets))  # type: ignore[arg-type]
 
 
 def progress(

@@ -7,6 +7,7 @@ from typing import Final, Literal
 
 from oms_exporter.model import Api, ProjectDetails, ProjectProgress, Step
 from oms_exporter.oms import discovery, v3, v4
+from oms_exporter.oms.discovery import DiscoveryFilter
 from oms_exporter.oms.errors import (
     OmsAuthFailed,
     OmsDecodeError,
@@ -17,10 +18,11 @@ from oms_exporter.oms.errors import (
     is_transient,
 )
 from oms_exporter.oms.transport import Transport
-from oms_exporter.settings import ApiChoice, DiscoverySettings
 
 log = logging.getLogger(__name__)
 
+# What the operator asked for: detect, or one flavour.
+ApiChoice = Literal["auto", "v4", "v3-migration", "v3-sync"]
 Server = Literal["v4", "v3"]
 _SERVER_OF_CHOICE: Final[dict[ApiChoice, Server | None]] = {
     "auto": None,
@@ -141,7 +143,7 @@ class OmsClient:
         body = await v4.call(self._transport, "DescribeProjectSteps", {"id": project_id})
         return v4.parse_steps(body)
 
-    async def list_projects(self, settings: DiscoverySettings) -> list[ProjectDetails]:
+    async def list_projects(self, settings: DiscoveryFilter) -> list[ProjectDetails]:
         """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""
         if self._server == "v3":
             raise DiscoveryUnavailable(_NO_DISCOVERY)

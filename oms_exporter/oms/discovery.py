@@ -3,22 +3,33 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Final
 
 from oms_exporter.model import ProjectDetails
 from oms_exporter.oms import v4
 from oms_exporter.oms.transport import Transport
-from oms_exporter.settings import DiscoverySettings
 
 # A runaway pager (a server that ignores pageNumber) stops here: 150,000 projects.
 MAX_PAGES: Final = 1000
 
 
-def matches(project: ProjectDetails, settings: DiscoverySettings) -> bool:
+@dataclass(frozen=True, slots=True)
+class DiscoveryFilter:
+    """Which listed projects to keep; every field empty keeps them all."""
+
+    types: tuple[str, ...] = ()  # MIGRATION, SYNC
+    statuses: tuple[str, ...] = ()  # upper case
+    labels: tuple[str, ...] = ()
+    include: str | None = None  # regex on project ID or name
+    exclude: str | None = None
+
+
+def matches(project: ProjectDetails, settings: DiscoveryFilter) -> bool:
     """Apply the filters OMS cannot apply server-side, all of them, in the documented order."""
     if settings.types and project.type not in settings.types:
         return False
-    if settings.statuses and project.status not in {s.upper() for s in settings.statuses}:
+    if settings.statuses and project.status not in settings.statuses:
         return False
     if settings.labels and not set(settings.labels) & set(project.labels.split(",")):
         return False
@@ -28,7 +39,7 @@ def matches(project: ProjectDetails, settings: DiscoverySettings) -> bool:
     return not (settings.exclude and any(re.search(settings.exclude, text) for text in texts))
 
 
-async def list_projects(transport: Transport, settings: DiscoverySettings) -> list[ProjectDetails]:
+async def list_projects(transport: Transport, settings: DiscoveryFilter) -> list[ProjectDetails]:
     """Page through ListProjects until ``totalCount`` records (or an empty page) arrived."""
     request: dict[str, Any] = {"pageSize": v4.PAGE_SIZE}
     if len(settings.types) == 1:

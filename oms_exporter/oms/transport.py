@@ -8,7 +8,6 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -36,8 +35,9 @@ class Answer:
     body: bytes
 
 
-def make_ssl_context(*, ca_file: Path | None, insecure_skip_verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+def make_ssl_context(*, cadata: str | None, insecure_skip_verify: bool) -> ssl.SSLContext:
+    """Trust the given PEM bundle (or the system CAs); raise ssl.SSLError on a bad bundle."""
+    context = ssl.create_default_context(cadata=cadata)
     if insecure_skip_verify:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
