@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -9,6 +10,7 @@ import shlex
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,44 @@ def require_tool(name: str) -> str:
             "run `make test`, which installs every tool these checks use"
         )
     return found
+
+
+# --- handing files to another uid ----------------------------------------------------------
+# The checkout, its .venv and the interpreter behind it may sit under a directory only their
+# owner can enter (a 0700 `mktemp -d`, /root), and pytest's tmp_path does too
+# (/tmp/pytest-of-<user> is 0700). A process run as another uid gets copies in here instead.
+
+WORLD_TRAVERSABLE_PARENT = Path("/tmp")
+
+
+@contextlib.contextmanager
+def world_traversable_dir(prefix: str) -> Iterator[Path]:
+    """A fresh 0755 directory under /tmp that any uid can enter, wherever the checkout lives."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=WORLD_TRAVERSABLE_PARENT))
+    try:
+        path.chmod(0o755)
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def handed_over(source: Path, root: Path, relative: str) -> Path:
+    """Copy `source` to `root/relative` readable by every uid: the original may not be."""
+    target = root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for directory in target.relative_to(root).parents[:-1]:  # all but root itself
+        (root / directory).chmod(0o755)  # whatever the umask made of it
+    shutil.copyfile(source, target)
+    target.chmod(0o444)
+    return target
+
+
+def runnable_by_anyone(path: Path) -> bool:
+    """Whether every uid may run `path`: r-x for others, every directory above it enterable."""
+    real = path.resolve()
+    if not real.is_file() or real.stat().st_mode & 0o005 != 0o005:
+        return False
+    return all(parent.stat().st_mode & 0o001 for parent in real.parents)
 
 
 def free_port() -> int:

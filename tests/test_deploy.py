@@ -17,7 +17,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import urllib.error
@@ -47,14 +46,17 @@ from tests.deploy_support import (
     dockerfile_instructions,
     env_file,
     free_port,
+    handed_over,
     healthcheck_command,
     instruction_words,
     load_yaml,
     load_yaml_documents,
     option_value,
     require_tool,
+    runnable_by_anyone,
     unit_entries,
     with_option,
+    world_traversable_dir,
 )
 from tests.processes import stop
 
@@ -177,26 +179,33 @@ def test_build_context_leaves_out_what_the_image_does_not_need(path: str) -> Non
 def image_venv() -> Iterator[Path]:
     """Replay the build stage: the .dockerignore'd context, `python -m venv`, `pip install .`.
 
-    The virtualenv lives in a world-readable directory outside /root, as /opt/oms-exporter
-    does in the image, so the image's unprivileged user can run it.
+    The image's unprivileged user must be able to run it, so neither the checkout's .venv
+    nor the interpreter behind it (perhaps under /root) will do: the virtualenv is made
+    from a system python3 that any uid can run, in a directory under /tmp that any uid can
+    enter (as /opt/oms-exporter is in the image), with umask 022 whatever the caller's.
     """
-    python = shutil.which("python3", path="/usr/bin:/usr/local/bin")
+    found = [
+        shutil.which("python3", path=directory) for directory in ("/usr/bin", "/usr/local/bin")
+    ]
+    python = next((p for p in found if p is not None and runnable_by_anyone(Path(p))), None)
     if python is None:
-        pytest.fail("no system python3 to replay the image build: run `make test`")
+        pytest.fail(
+            "no python3 in /usr/bin or /usr/local/bin that the image's uid can run, "
+            "to replay the image build (Debian packages python3 and python3-venv)"
+        )
     ignore = DockerIgnore(REPO / ".dockerignore")
-    with tempfile.TemporaryDirectory(prefix="oms-exporter-image-") as tmp:
-        root = Path(tmp)
-        root.chmod(0o755)
+    with world_traversable_dir("oms-exporter-image-") as root:
         context = root / "context"
         for relative in build_context_files(REPO, ignore):
             (context / relative).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(REPO / relative, context / relative)
         venv = root / "opt" / "oms-exporter"
-        created = run([python, "-m", "venv", str(venv)])
+        created = run([python, "-m", "venv", str(venv)], umask=0o022)
         assert created.returncode == 0, created.stderr
         installed = run(
             [str(venv / "bin" / "pip"), "install", "--no-cache-dir", "--quiet", str(context)],
             env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"},
+            umask=0o022,
         )
         assert installed.returncode == 0, (
             f"pip install of the build context:\n{installed.stderr[-3000:]}"
@@ -228,9 +237,14 @@ def sandboxed(command: list[str], *, uid: int, gid: int) -> list[str]:
 def serving(
     command: list[str], *, env: dict[str, str], ready_url: str, log: Path
 ) -> Iterator[None]:
-    """Run a server until the block ends, once `ready_url` answers 200; show its log if not."""
+    """Run a server until the block ends, once `ready_url` answers 200; show its log if not.
+
+    It runs in /, the image's working directory: the checkout may be closed to its uid.
+    """
     with log.open("w", encoding="utf-8") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd="/", env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + START_TIMEOUT_SECONDS
         while process.poll() is None and time.monotonic() < deadline:
@@ -262,7 +276,11 @@ def demo_exporter(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     """Run the compose demo's simulator and exporter from the replayed image, as its user,
-    with the root filesystem read-only; return the exporter's base URL."""
+    with the root filesystem read-only; return the exporter's base URL.
+
+    The password secret is a copy in a directory that uid can enter, as compose mounts it
+    at /run/secrets: the checkout's deploy/compose/oms-password.txt may be out of its reach.
+    """
     uid, gid = image_user(instructions)
     logs = tmp_path_factory.mktemp("demo-logs")
     services = compose["services"]
@@ -270,31 +288,35 @@ def demo_exporter(
     sim_port, exporter_port = free_port(), free_port()
     sim_command = with_option(command_words(services["simulator"]), "--host", "127.0.0.1")
     sim_command = with_option(sim_command, "--port", str(sim_port))
-    exporter_env = {
-        **services["exporter"]["environment"],
-        "OMS_EXPORTER_OMS_URL": f"http://127.0.0.1:{sim_port}",
-        "OMS_EXPORTER_OMS_PASSWORD_FILE": str(compose_secret_file(compose, "oms-password")),
-        "OMS_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{exporter_port}",
-    }
-    with (
-        serving(
-            sandboxed(["oms-exporter", *sim_command], uid=uid, gid=gid),
-            env=image_env,
-            ready_url=f"http://127.0.0.1:{sim_port}/oms/health",
-            log=logs / "simulator.log",
-        ),
-        serving(
-            sandboxed(["oms-exporter"], uid=uid, gid=gid),
-            env={**image_env, **exporter_env},
-            ready_url=f"http://127.0.0.1:{exporter_port}/readyz",
-            log=logs / "exporter.log",
-        ),
-    ):
-        yield f"http://127.0.0.1:{exporter_port}"
+    mounted = services["exporter"]["environment"]["OMS_EXPORTER_OMS_PASSWORD_FILE"]
+    with world_traversable_dir("oms-exporter-secrets-") as secrets_root:
+        secret = compose_secret_file(compose, "oms-password")
+        password_file = handed_over(secret, secrets_root, mounted.lstrip("/"))
+        exporter_env = {
+            **services["exporter"]["environment"],
+            "OMS_EXPORTER_OMS_URL": f"http://127.0.0.1:{sim_port}",
+            "OMS_EXPORTER_OMS_PASSWORD_FILE": str(password_file),
+            "OMS_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{exporter_port}",
+        }
+        with (
+            serving(
+                sandboxed(["oms-exporter", *sim_command], uid=uid, gid=gid),
+                env=image_env,
+                ready_url=f"http://127.0.0.1:{sim_port}/oms/health",
+                log=logs / "simulator.log",
+            ),
+            serving(
+                sandboxed(["oms-exporter"], uid=uid, gid=gid),
+                env={**image_env, **exporter_env},
+                ready_url=f"http://127.0.0.1:{exporter_port}/readyz",
+                log=logs / "exporter.log",
+            ),
+        ):
+            yield f"http://127.0.0.1:{exporter_port}"
 
 
 def compose_secret_file(compose: dict[str, Any], name: str) -> Path:
-    return (COMPOSE_DIR / compose["secrets"][name]["file"]).resolve()
+    return (COMPOSE_DIR / str(compose["secrets"][name]["file"])).resolve()
 
 
 def test_image_serves_every_demo_project_as_non_root_on_a_read_only_root(
