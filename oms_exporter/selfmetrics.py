@@ -110,6 +110,8 @@ class SelfMetrics:
             "oms_exporter_shard_count", "Replicas the projects are split across.", registry=None
         )
         self._shards_registered = False
+        # OMS names whose request metrics may be written: not those a reload removed.
+        self._configured: set[str] = set()
         # --- supervision (runtime.py) ---
         self.task_restarts = Counter(
             "oms_exporter_task_restarts",
@@ -133,11 +135,15 @@ class SelfMetrics:
 
     def request_observer(self, oms: str) -> RequestObserver:
         """Bind the per-request metrics of one OMS, so the transport stays metric-agnostic."""
+        self._configured.add(oms)
         requests = self.requests.labels(oms)
         duration = self.request_duration.labels(oms)
         errors = self.request_errors
+        configured = self._configured
 
         def observe(seconds: float, reason: Reason | None) -> None:
+            if oms not in configured:  # removed by a reload while this request was in flight
+                return
             requests.inc()
             duration.observe(seconds)
             if reason is not None:
@@ -146,7 +152,8 @@ class SelfMetrics:
         return observe
 
     def forget_oms(self, oms: str) -> None:
-        """Drop the series of an OMS removed by a reload."""
+        """Drop the series of an OMS removed by a reload; its late requests write none."""
+        self._configured.discard(oms)
         labelled = (
             self.oms_up,
             self.requests,

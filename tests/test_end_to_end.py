@@ -9,6 +9,7 @@ import time
 import urllib.request
 
 import pytest
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 
 from tests.processes import (
     SIM_PASSWORD,
@@ -156,7 +157,10 @@ def test_content_negotiation_gzip_and_openmetrics():
         )
         assert status == 200
         assert body.endswith("# EOF\n")
-        assert "# TYPE oms_project_poll_errors counter" in body or "oms_project_up{" in body
+        families = {family.name: family for family in parse_om(body)}
+        assert families["oms_project_up"].type == "gauge"
+        up = {sample.labels["project_id"] for sample in families["oms_project_up"].samples}
+        assert up == set(DEMO[:2])
         assert get(exp.url + "/healthz")[0] == 200
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import ssl
 import subprocess
 import time
@@ -176,6 +177,59 @@ def test_reload_applies_good_config_and_keeps_running_on_bad(tmp_path: Path):
             for text in (body, exp.text(), get(exp.url + "/")[1]):
                 assert SIM_PASSWORD not in text
                 assert "wrong-Pass-1" not in text
+
+            # A CA file that exists but is not PEM, twice by SIGHUP: refused, polling goes
+            # on, and the signal handler survives to apply the good file that follows.
+            bad_ca = tmp_path / "ca.pem"
+            bad_ca.write_text("not a certificate\n")
+            https = oms.url.replace("http://", "https://")
+            write_config(config, ["np_demo_sync"], https, SIM_PASSWORD, tls_ca_file=bad_ca)
+            for _ in range(2):
+                exp.process.send_signal(signal.SIGHUP)
+            wait_for(lambda: "holds no PEM certificate" in exp.text())
+            rounds = metric_value(scrape(exp.url), "oms_exporter_poll_rounds_total") or 0.0
+            wait_for(lambda: (metric_value(scrape(exp.url), "oms_exporter_poll_rounds_total")
+                              or 0.0) > rounds)  # fmt: skip
+            assert get(exp.url + "/healthz")[0] == 200
+            write_config(config, ["np_demo_sync"], oms.url, SIM_PASSWORD, poll_interval=2)
+            exp.process.send_signal(signal.SIGHUP)
+            wait_for(lambda: metric_value(scrape(exp.url), "oms_exporter_poll_interval_seconds")
+                     == 2.0)  # fmt: skip
+            body = scrape(exp.url)
+            assert metric_value(body, "oms_exporter_config_last_reload_successful") == 1.0
+            assert 'project_id="np_demo_finished"' not in body
+        assert exp.process.returncode == 0
+        assert "Traceback" not in exp.text()
+
+
+def test_no_project_reads_down_before_its_first_poll():
+    """At start-up, a project whose first answer is slow is absent, never `up 0`."""
+    with simulator() as oms:
+        post_json(oms.url + "/_sim/projects/np_demo_sync", {"fault": "slow", "slow_seconds": 1})
+        with exporter(oms.url, DEMO, OMS_EXPORTER_REQUEST_TIMEOUT="5") as exp:
+            bodies: list[str] = []
+            deadline = time.monotonic() + 30
+            while not all_up(exp.url, DEMO):
+                bodies.append(scrape(exp.url))
+                assert time.monotonic() < deadline, "the slow project never came up"
+        early = bodies[0]
+        assert metric_value(early, "oms_project_up", project_id="np_demo_sync") is None
+        assert 'project_id="np_demo_sync"' not in early
+        for body in bodies:
+            assert all(
+                metric_value(body, "oms_project_up", project_id=pid) in (None, 1.0) for pid in DEMO
+            )
+
+
+def test_demo_takes_the_listen_address_from_the_environment():
+    """--demo changes defaults only: the environment still wins."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {"OMS_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
+    with started(["--demo"], url_pattern=r"listening on (\S+?:\d+)", env=env) as demo:
+        assert demo.url == f"127.0.0.1:{port}"
+        wait_for(lambda: ready(f"http://127.0.0.1:{port}"))
 
 
 @pytest.fixture(scope="module")

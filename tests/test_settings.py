@@ -163,3 +163,49 @@ def test_version_flag():
     result = run_cli("--version")
     assert result.returncode == 0
     assert __version__ in result.stdout
+
+
+BOMB = "\n".join(
+    ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    + [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 9)]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("oms_url: http://x:1\nproject_ids: " + "[" * 200 + "]" * 200, "nested more than"),
+        (BOMB, "expands to too many values"),
+        ("oms_url: http://x:1\nproject_ids: [a, [b, c]]\n", "not lists or maps"),
+        ("oms_url: http://x:1\nproject_ids: [a, {b: c}]\n", "not lists or maps"),
+        ('oms_url: http://x:1\nproject_ids: ["\\ud800"]\n', "valid UTF-8"),
+        ("oms_url: https://x:1\nproject_ids: [a]\ntls_ca_file: CA\n", "holds no PEM certificate"),
+    ],
+)
+def test_start_and_check_config_refuse_the_same_file_in_one_line(
+    tmp_path: Path, text: str, fragment: str
+):
+    """What a reload would refuse is refused at start: exit 2, one line, no traceback."""
+    (tmp_path / "CA").write_text("not a certificate\n")
+    config = tmp_path / "c.yml"
+    config.write_text(text.replace("CA", str(tmp_path / "CA")))
+    assert len(config.read_bytes()) < 800 or fragment != "expands to too many values"
+    for extra in (["--check-config"], []):
+        result = run_cli("--config", str(config), *extra)
+        assert result.returncode == 2, (extra, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, result.stderr
+        assert fragment in lines[0]
+        assert "Traceback" not in result.stderr
+
+
+def test_a_password_file_nobody_can_read_is_one_line(tmp_path: Path):
+    password = tmp_path / "password"
+    password.write_bytes(b"\xff\xfe not utf-8")
+    result = run_cli("--oms-url", "http://x:1", "--project-ids", "a",
+                     "--oms-password-file", str(password))  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        "oms-exporter: invalid configuration: password file (OMS_EXPORTER_OMS_PASSWORD_FILE): "
+        "cannot be read: is not UTF-8 text"
+    )
