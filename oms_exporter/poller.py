@@ -118,6 +118,9 @@ class Poller:
         self.rounds = 0
         # Monotonic time the last round ended; None until one has.
         self.last_round_end: float | None = None
+        # Monotonic time a round ended or a project's poll ended: a long round that keeps
+        # polling projects is alive, a wedged one is not.
+        self.last_progress: float | None = None
         # Set while no round runs: a session a reload replaced is closed once it is.
         self.idle = asyncio.Event()
         self.idle.set()
@@ -200,7 +203,7 @@ class Poller:
             await asyncio.gather(*(self._poll_target(target, deadline) for target in targets))
         finally:
             self.idle.set()
-        self.last_round_end = self._monotonic()
+        self.last_round_end = self.last_progress = self._monotonic()
         self.metrics.round_duration.set(self.last_round_end - started)
         self.metrics.round_timestamp.set(self._clock())
         self.metrics.rounds.inc()
@@ -218,7 +221,7 @@ class Poller:
                         extra={"oms": target.name})  # fmt: skip
             state.discovery_unavailable = True
             return
-        except Exception as exc:
+        except Exception as exc:  # any failure keeps the last list
             reason = exc.reason if isinstance(exc, OmsError) else Reason.INVALID
             message = str(exc) if isinstance(exc, OmsError) else f"internal error: {_name(exc)}"
             if not state.retired:
@@ -287,7 +290,7 @@ class Poller:
             return
         try:
             await self._fetch_and_record(target, project_id, deadline, outcome)
-        except Exception as exc:
+        except Exception as exc:  # whatever it is, it is this project's failure alone
             self._record_failure(
                 target,
                 project_id,
@@ -295,6 +298,8 @@ class Poller:
                 f"internal error: {_name(exc)}",
                 exc_info=_debug_traceback(exc),
             )
+        finally:
+            self.last_progress = self._monotonic()
 
     async def _fetch_and_record(
         self, target: Target, project_id: str, deadline: float, outcome: _RoundOutcome

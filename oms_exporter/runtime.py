@@ -143,15 +143,24 @@ class Exporter:
             delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     def health(self) -> str | None:
-        """None while polling keeps up, else why not: backs /healthz and /readyz."""
+        """None while polling keeps up, else why not: backs /healthz and /readyz.
+
+        Unhealthy when no round has completed, and no project poll has ended either, for
+        3 poll intervals plus the request timeout. A round of 10,000 projects on a slow OMS
+        may take longer than that while it keeps polling: restarting it would never let
+        it finish, so only a poller that makes no progress at all counts as wedged.
+        """
         started = self._started_at
         if started is None:
             return "not started"
-        last = self.poller.last_round_end
-        since = self._monotonic() - (last if last is not None else started)
+        last = self.poller.last_progress
+        since = self._monotonic() - (last if last is not None and last > started else started)
         limit = 3 * self.config.poll_interval_seconds + self.config.request_timeout_seconds
         if since > limit:
-            return f"no poll round completed for {since:.0f} s (limit {limit:g} s)"
+            return (
+                f"no poll round completed and no project polled for {since:.0f} s "
+                f"(limit {limit:g} s)"
+            )
         return None
 
     # -- reload -----------------------------------------------------------------------
@@ -181,7 +190,7 @@ class Exporter:
             config = await asyncio.to_thread(self._loader)
         except ConfigError as exc:
             return self._refuse(str(exc))
-        except Exception as exc:
+        except Exception as exc:  # a reload never ends the signal handler or the loop
             log.debug("reload failed", exc_info=exc)
             return self._refuse(f"internal error while loading: {type(exc).__name__}")
         for name in _RESTART_ONLY:

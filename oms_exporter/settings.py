@@ -37,6 +37,10 @@ from oms_exporter.yamlfile import YamlRefused, load_yaml
 
 ENV_PREFIX = "OMS_EXPORTER_"
 DEFAULT_PORT = 18089
+# Floors that keep a typo (1e-9) from turning the exporter into a load generator on OMS.
+MIN_POLL_INTERVAL_SECONDS = 1.0
+MIN_REQUEST_TIMEOUT_SECONDS = 0.1
+MIN_DISCOVERY_INTERVAL_SECONDS = 1.0
 
 
 class ConfigError(Exception):
@@ -105,7 +109,7 @@ class DiscoverySettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool | None = None  # None: on for 4.x when the target lists no project IDs
-    interval: float = Field(default=300.0, gt=0)
+    interval: float = Field(default=300.0, ge=MIN_DISCOVERY_INTERVAL_SECONDS, le=86400)
     types: list[Literal["MIGRATION", "SYNC"]] = []
     statuses: list[str] = []
     labels: list[str] = []
@@ -215,7 +219,10 @@ class Settings(BaseSettings):
         description="list projects with 4.x ListProjects (default: on when no IDs are given)",
     )
     discovery_interval: float = Field(
-        default=300.0, gt=0, description="seconds between project discoveries"
+        default=300.0,
+        ge=MIN_DISCOVERY_INTERVAL_SECONDS,
+        le=86400,
+        description="seconds between project discoveries",
     )
     step_details: bool = Field(
         default=True, description="poll 4.x DescribeProjectSteps for per-step metrics"
@@ -226,9 +233,11 @@ class Settings(BaseSettings):
     shard_count: int = Field(default=1, ge=1, le=1024, description="replicas sharing the projects")
     targets: list[OmsTarget] = Field(default=[], description="several OMS instances (YAML only)")
     api: ApiChoice = Field(default="auto", description="OMS API flavour")
-    poll_interval: float = Field(default=30.0, gt=0, le=86400, description="seconds between polls")
+    poll_interval: float = Field(
+        default=30.0, ge=MIN_POLL_INTERVAL_SECONDS, le=86400, description="seconds between polls"
+    )
     request_timeout: float = Field(
-        default=10.0, gt=0, le=600, description="seconds per OMS request"
+        default=10.0, ge=MIN_REQUEST_TIMEOUT_SECONDS, le=600, description="seconds per OMS request"
     )
     max_concurrency: int = Field(default=8, ge=1, le=1024, description="OMS requests in flight")
     stale_after: float | None = Field(

@@ -6,7 +6,7 @@ import json
 import re
 import time
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -17,7 +17,12 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from oms_exporter.model import STEP_STATUSES
+from oms_exporter.model import STEP_STATUSES, Reason
+from oms_exporter.poller import Poller
+from oms_exporter.selfmetrics import SelfMetrics
+from oms_exporter.sharding import Shard
+from oms_exporter.store import Store
+from tests.conftest import ClientUnderTest, target_config
 from tests.mixin_support import (
     ALERTMANAGER_CONFIG,
     CONTRACT,
@@ -50,6 +55,7 @@ from tests.mixin_support import (
     run_tool,
     wait_until,
 )
+from tests.oms_replay import ReplayOms
 from tests.processes import exporter, get, post_json, simulator
 
 ALERTS = alerting_rules()
@@ -600,3 +606,64 @@ def test_alerts_travel_from_prometheus_through_alertmanager_to_the_webhook(live:
         for a in http_json(f"{live.prometheus}/api/v1/alerts")["data"]["alerts"]
     }
     assert not firing & {"OMSExporterDown", "OMSExporterPollStalled", "OMSApiUnreachable"}
+
+
+# ---------------------------------------------------------------------------
+# The exporter's own backoff must not make an alert flap.
+# ---------------------------------------------------------------------------
+async def test_project_not_found_fires_without_a_gap_for_two_hours_of_real_backoff(
+    replay: ReplayOms, make_client: Callable[..., ClientUnderTest], tmp_path: Path
+) -> None:
+    """Drive the real poller (30 s rounds, a project that stays not found) for 2 hours of
+    fake time; its error counter, scraped every 30 s, keeps OMSProjectNotFound firing."""
+    interval = 30.0
+    clock = [1_800_000_000.0]
+    poller = Poller(
+        store=Store(), metrics=SelfMetrics(), interval_seconds=interval, clock=lambda: clock[0]
+    )
+    poller.configure(
+        [(target_config("prod", ["np_gone"]), make_client("v4").client)],
+        interval_seconds=interval,
+        request_timeout_seconds=2,
+        max_concurrency=1,
+        shard=Shard(),
+    )
+    counts = []
+    for _ in range(240):
+        await poller.poll_round()
+        state = poller.store.get("prod", "np_gone")
+        assert state is not None
+        counts.append(state.errors.get(Reason.NOT_FOUND, 0))
+        clock[0] += interval
+    polls = sorted(set(counts))
+    assert len(polls) < 40, "the project is polled with backoff, not every round"
+    labels = 'job="oms-exporter",instance="127.0.0.1:18089",oms="prod",project_id="np_gone"'
+    test = {
+        "rule_files": [str(RULES)],
+        "evaluation_interval": "30s",
+        "tests": [
+            {
+                "interval": "30s",
+                "input_series": [
+                    {"series": f"oms_project_up{{{labels}}}", "values": "0x240"},
+                    {
+                        "series": f'oms_project_poll_errors_total{{{labels},reason="not_found"}}',
+                        "values": " ".join(str(count) for count in counts),
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": 'count(ALERTS{alertname="OMSProjectNotFound",'
+                        'alertstate="firing",project_id="np_gone"})',
+                        "eval_time": f"{minutes}m",
+                        "exp_samples": [{"labels": "{}", "value": 1}],
+                    }
+                    for minutes in range(20, 120, 1)
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "not-found-backoff.test.yml"
+    path.write_text(yaml.safe_dump(test))
+    result = run_tool(require_tool("promtool"), "test", "rules", path)
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -245,8 +245,10 @@ async def test_a_dying_poller_is_logged_counted_restarted_and_health_tells(
     clock.now += 3 * 1 + 5 + 1  # no round ends for 3 intervals + the request timeout
     response = await client.get("/healthz")
     assert response.status == 503
-    assert "no poll round completed" in await response.text()
+    assert "no poll round completed and no project polled" in await response.text()
     assert (await client.get("/readyz")).status == 503
+    exporter.poller.last_progress = clock.now  # a long round that still polls projects
+    assert (await client.get("/healthz")).status == 200
 
 
 async def test_concurrent_reloads_share_one_load(

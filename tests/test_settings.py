@@ -209,3 +209,21 @@ def test_a_password_file_nobody_can_read_is_one_line(tmp_path: Path):
         "oms-exporter: invalid configuration: password file (OMS_EXPORTER_OMS_PASSWORD_FILE): "
         "cannot be read: is not UTF-8 text"
     )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "setting"),
+    [
+        ("--poll-interval", "1e-9", "poll_interval"),
+        ("--poll-interval", "0.5", "poll_interval"),
+        ("--request-timeout", "0.01", "request_timeout"),
+        ("--discovery-interval", "0.1", "discovery_interval"),
+    ],
+)
+def test_intervals_below_their_floor_are_refused(flag: str, value: str, setting: str):
+    """A typo like 1e-9 must not turn the exporter into a load generator on OMS."""
+    result = run_cli("--oms-url", "http://x:1", "--project-ids", "a", flag, value, "--check-config")
+    assert result.returncode == 2
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert setting in result.stderr
+    assert "greater than or equal" in result.stderr
