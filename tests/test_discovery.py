@@ -15,7 +15,7 @@ from oms_exporter.oms.client import DiscoveryUnavailable
 from oms_exporter.oms.discovery import DiscoveryFilter, matches
 from oms_exporter.poller import Poller
 from oms_exporter.selfmetrics import SelfMetrics
-from oms_exporter.sharding import Shard, ordinal_from_pod_name, resolve_shard
+from oms_exporter.sharding import Shard, ordinal_from_pod_name, resolve_shard, shard_of
 from oms_exporter.store import Store
 from tests.conftest import ClientUnderTest, target_config
 from tests.oms_replay import ReplayOms, Reply, fixture_json
@@ -168,6 +168,17 @@ def test_shards_are_disjoint_and_complete(project_ids: list[str], count: int):
         for pid in project_ids
     }
     assert all(len(shards) == 1 for shards in owners.values())
+
+
+def test_adding_a_shard_moves_about_one_in_n_plus_one_projects():
+    """4 -> 5 shards moves about 20 % of the projects (crc32 % N moved 80 %)."""
+    ids = [f"np_{index:05d}" for index in range(10_000)]
+    moved = sum(shard_of("oms-a:8089", pid, 4) != shard_of("oms-a:8089", pid, 5) for pid in ids)
+    assert 0.15 < moved / len(ids) <= 0.25
+    sizes = [sum(shard_of("oms-a:8089", pid, 5) == shard for pid in ids) for shard in range(5)]
+    assert min(sizes) > 1800  # and the shares stay even
+    # Every project that moved went to the new shard: nothing shuffles among the old ones.
+    assert all(shard_of("oms-a:8089", pid, 5) in (shard_of("oms-a:8089", pid, 4), 4) for pid in ids)
 
 
 def test_shard_ordinal_comes_from_the_statefulset_pod_name(monkeypatch: pytest.MonkeyPatch):
