@@ -58,7 +58,14 @@ ALL_STATUSES: Final = (*KNOWN_STATUSES, UNKNOWN)
 ALARM_LEVELS: Final = ("HIGH", "MEDIUM", "LOW", "IGNORE")
 FEATURES: Final = ("struct", "full", "incr", "reverse_incr")
 
-_STEP_PATTERN: Final = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+_STEP_PATTERN: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
+# Lone surrogates: valid as JSON escapes, not encodable as UTF-8 (labels, logs, HTML).
+_SURROGATES: Final = re.compile("[\ud800-\udfff]")
+REPLACEMENT: Final = "\ufffd"
+# OMS is Java: every genuine number fits a long; anything larger is garbage, not data.
+NUMBER_LIMIT: Final = 2.0**63
+# Unix seconds reach 10^11 in the year 5138, milliseconds passed it in 1973.
+MILLISECONDS_ABOVE: Final = 1e11
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,7 @@ class Checkpoint:
     direction: str
     seconds: float | None
     raw: str
+    from_milliseconds: bool = False  # OMS sent milliseconds; ``seconds`` is converted
 
 
 STEP_STATUSES: Final = ("INIT", "RUNNING", "FAILED", "FINISHED", "SUSPEND", "MONITORING", UNKNOWN)
@@ -139,6 +147,26 @@ class ProjectProgress:
         return self.details.name if self.details and self.details.name else None
 
 
+def clean_text(text: str) -> str:
+    """Replace lone surrogates with U+FFFD, so the text encodes as UTF-8 everywhere."""
+    if text.isascii():  # the usual case, checked at C speed
+        return text
+    return _SURROGATES.sub(REPLACEMENT, text)
+
+
+def scalar_text(value: object, limit: int = 64) -> str:
+    """A string or number as clean text, anything else (lists, objects, null) as ""."""
+    if isinstance(value, str):
+        return clean_text(value[:limit])
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):  # str() of a 5,000-digit int raises, of a long is cheap
+        return str(value)[:limit] if -NUMBER_LIMIT <= value <= NUMBER_LIMIT else ""
+    if isinstance(value, float):
+        return str(value)[:limit] if math.isfinite(value) else ""
+    return ""
+
+
 def normalise_status(value: object) -> str:
     text = str(value).strip().upper() if isinstance(value, str) else ""
     return text if text in KNOWN_STATUSES else UNKNOWN
@@ -154,7 +182,7 @@ def normalise_step(value: object) -> str | None:
     if value is None or value == "":
         return None
     text = value.strip().upper() if isinstance(value, str) else ""
-    return text if _STEP_PATTERN.match(text) else UNKNOWN
+    return text if _STEP_PATTERN.fullmatch(text) else UNKNOWN
 
 
 def parse_bool(value: object) -> bool:
@@ -168,19 +196,30 @@ def parse_bool(value: object) -> bool:
 
 
 def parse_number(value: object) -> float | None:
-    """Read an int, float or numeric string; anything else is unknown."""
+    """Read an int, float or numeric string; anything else, or out of range, is unknown."""
     if isinstance(value, bool) or value is None:
         return None
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
+    if isinstance(value, int):
+        # Checked before float(): an int of 400 digits overflows it.
+        return float(value) if -NUMBER_LIMIT <= value <= NUMBER_LIMIT else None
+    if isinstance(value, float):
+        number = value
+    elif isinstance(value, str) and len(value) <= 64:  # float() of a megabyte costs
         try:
             number = float(value.strip())
         except ValueError:
             return None
     else:
         return None
-    return number if math.isfinite(number) else None
+    return number if math.isfinite(number) and abs(number) <= NUMBER_LIMIT else None
+
+
+def parse_count(value: object) -> int | None:
+    """A non-negative whole count (``totalCount``), or unknown."""
+    number = parse_number(value)
+    if number is None or number < 0 or not number.is_integer():
+        return None
+    return int(number)
 
 
 def progress_ratio(value: object) -> float | None:
@@ -192,14 +231,28 @@ def progress_ratio(value: object) -> float | None:
 
 
 def label_text(value: object, limit: int = 64) -> str:
-    """A short single-line label value from whatever OMS sent."""
-    return " ".join(value.split())[:limit] if isinstance(value, str) else ""
+    """A short single-line label value from whatever OMS sent, encodable as UTF-8."""
+    if not isinstance(value, str):
+        return ""
+    # Split only a bounded head: a megabyte of name costs nothing beyond this slice.
+    return clean_text(" ".join(value[: limit * 4].split())[:limit])
 
 
 def checkpoint(direction: str, value: object) -> Checkpoint:
+    """Read a checkpoint as unix seconds, converting milliseconds (OMS docs say seconds)."""
     seconds = parse_number(value)
+    from_milliseconds = False
+    if seconds is not None and seconds > MILLISECONDS_ABOVE:
+        seconds /= 1000.0
+        from_milliseconds = seconds <= MILLISECONDS_ABOVE
+        if not from_milliseconds:
+            seconds = None  # microseconds or nonsense: no usable position
     if seconds is not None and seconds <= 0:
         # OMS reports 0 until incremental sync has started: no position yet, not 1970.
         seconds = None
-    raw = "" if value is None else str(value)[:64]
-    return Checkpoint(direction=direction, seconds=seconds, raw=raw)
+    return Checkpoint(
+        direction=direction,
+        seconds=seconds,
+        raw=scalar_text(value),
+        from_milliseconds=from_milliseconds,
+    )

@@ -16,6 +16,7 @@ from prometheus_client.platform_collector import PlatformCollector
 
 from oms_exporter import __version__
 from oms_exporter.model import Reason
+from oms_exporter.oms.client import ClientObserver
 from oms_exporter.oms.transport import RequestObserver
 
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
@@ -101,6 +102,20 @@ class SelfMetrics:
             ["oms", "reason"],
             registry=r,
         )
+        # --- what the OMS client repaired in hostile answers (oms/client.py) ---
+        self.dropped_steps = Counter(
+            "oms_exporter_dropped_steps",
+            "Steps beyond the 64 kept per project, dropped from DescribeProjectSteps answers.",
+            ["oms"],
+            registry=r,
+        )
+        self.checkpoint_unit_conversions = Counter(
+            "oms_exporter_checkpoint_unit_conversions",
+            "Checkpoints OMS sent in milliseconds, converted to seconds.",
+            ["oms"],
+            registry=r,
+        )
+        # --- end of the OMS client's counters ---
         # Registered only when sharding is on: `_count` is a name promtool's lint rejects for
         # a gauge, yet it is the name the sharding contract asks for.
         self._shard_ordinal = Gauge(
@@ -151,6 +166,13 @@ class SelfMetrics:
 
         return observe
 
+    def client_observer(self, oms: str) -> ClientObserver:
+        """Bind the counters of what one OMS's client repaired in its answers."""
+        return ClientObserver(
+            dropped_steps=self.dropped_steps.labels(oms).inc,
+            checkpoint_converted=self.checkpoint_unit_conversions.labels(oms).inc,
+        )
+
     def forget_oms(self, oms: str) -> None:
         """Drop the series of an OMS removed by a reload; its late requests write none."""
         self._configured.discard(oms)
@@ -161,6 +183,8 @@ class SelfMetrics:
             self.projects,
             self.discovered,
             self.discovery_timestamp,
+            self.dropped_steps,
+            self.checkpoint_unit_conversions,
         )
         for metric in labelled:
             with contextlib.suppress(KeyError):

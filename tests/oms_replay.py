@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ class Reply:
     content_type: str = "application/json"
     delay_seconds: float = 0.0
     hang: bool = False
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. Location, Content-Encoding
 
     @classmethod
     def json(cls, value: object, *, status: int = 200) -> Reply:
@@ -88,6 +90,7 @@ class ReplayOms:
     v3_sync: dict[str, Reply] = field(default_factory=dict)
     listed: list[dict[str, Any]] = field(default_factory=list)  # what ListProjects pages through
     steps: dict[str, Reply] = field(default_factory=dict)
+    list_answer: Reply | None = None  # answer every ListProjects page with this instead
     everything: Reply | None = None  # answer every API request with this (outages)
     seen: list[Seen] = field(default_factory=list)
 
@@ -112,7 +115,12 @@ class ReplayOms:
             await asyncio.Event().wait()
         if reply.delay_seconds:
             await asyncio.sleep(reply.delay_seconds)
-        return web.Response(body=reply.body, status=reply.status, content_type=reply.content_type)
+        return web.Response(
+            body=reply.body,
+            status=reply.status,
+            content_type=reply.content_type,
+            headers=reply.headers,
+        )
 
     def _record(self, request: web.Request, action: str | None, project_id: str | None) -> None:
         self.seen.append(
@@ -141,7 +149,7 @@ class ReplayOms:
                 self.v4_path_answer or Reply.fixture("nginx_404.html", status=404)
             )
         if action == "ListProjects":
-            return await self._answer(self._page(body))
+            return await self._answer(self.list_answer or self._page(body))
         if action == "DescribeProjectSteps":
             return await self._answer(
                 self.steps.get(project_id or "") or Reply.fixture("v4_not_found.json")
@@ -188,3 +196,25 @@ class ReplayOms:
 
     async def _v3_sync(self, request: web.Request) -> web.Response:
         return await self._v3(request, self.v3_sync)
+
+
+def strings_in(value: object) -> Iterator[str]:
+    """Every string inside a model value (dataclasses, tuples, dicts), to check encodings."""
+    if isinstance(value, str):
+        yield value
+    elif is_dataclass(value) and not isinstance(value, type):
+        for item in fields(value):
+            yield from strings_in(getattr(value, item.name))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from strings_in(key)
+            yield from strings_in(item)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from strings_in(item)
+
+
+def assert_encodable(value: object) -> None:
+    """Fail unless every string in ``value`` encodes as UTF-8 (no lone surrogates)."""
+    for text in strings_in(value):
+        text.encode("utf-8")

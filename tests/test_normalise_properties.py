@@ -1,31 +1,55 @@
-"""Any JSON value yields a valid model or a classified error, never an escaping exception."""
+"""Any answer to any Action the client calls yields a valid model or a classified error.
+
+Never another exception, and every string in a result encodes as UTF-8 (lone surrogates,
+valid as JSON escapes, are repaired).
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oms_exporter.model import ALARM_LEVELS, ALL_STATUSES, Api, ProjectProgress, Reason
+from oms_exporter.model import (
+    ALARM_LEVELS,
+    ALL_STATUSES,
+    STEP_STATUSES,
+    Api,
+    ProjectDetails,
+    ProjectProgress,
+    Reason,
+    Step,
+)
 from oms_exporter.oms import v3, v4
+from oms_exporter.oms.envelope import classify_http_status
 from oms_exporter.oms.errors import OmsError
+from tests.oms_replay import assert_encodable
 
+# Text as a hostile OMS may send it: any code point, lone surrogates included.
+hostile_text = st.text(st.characters(exclude_categories=()), max_size=20) | st.sampled_from(
+    ["\ud800", "a\udfffb", "RUNNING\ud83d", "\ud83d\ude00"]
+)
+numbers = (
+    st.integers(min_value=-(2**63), max_value=2**63)
+    | st.integers()
+    | st.sampled_from([10**400, -(10**400), 1_700_000_000_000, 2**63 + 1])
+    | st.floats()  # NaN and Infinity too: json.dumps writes them, Python's json reads them
+)
 json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**63), max_value=2**63)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=20),
+    st.none() | st.booleans() | numbers | hostile_text,
     lambda children: (
-        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+        st.lists(children, max_size=4) | st.dictionaries(hostile_text, children, max_size=4)
     ),
     max_leaves=12,
 )
 
-FIELD_NAMES = [
+PROGRESS_FIELDS = [
+    "projectId",
     "status",
     "currentStep",
     "importance",
@@ -51,69 +75,212 @@ FIELD_NAMES = [
     "Status",
     "CurrentStep",
 ]
+PROJECT_FIELDS = [
+    "id",
+    "projectId",
+    "name",
+    "type",
+    "status",
+    "importance",
+    "labels",
+    "sourceEndpointType",
+    "sinkEndpointType",
+    "sourceConnectInfo",
+    "Id",
+    "Name",
+]
+STEP_FIELDS = ["order", "name", "status", "progress", "stepInfo", "extraInfo", "Name"]
+STEP_INFO_FIELDS = ["processedRecords", "capacity", "srcRps", "dstRps", "incrTimestampCheckpoint"]
 scalar_or_string = (
     st.none()
     | st.booleans()
-    | st.integers()
-    | st.floats()
-    | st.text(max_size=12)
-    | st.sampled_from(["RUNNING", "100", "1689248064", "100,30", "NaN", "-1", "1e400"])
+    | numbers
+    | hostile_text
+    | st.sampled_from(
+        ["RUNNING", "100", "1689248064", "1700000000000", "100,30", "NaN", "-1", "1e400"]
+    )
+    | st.sampled_from(["FULL_TRANSFER", "MIGRATION", "SYNC", "FINISHED", "np_1"])
 )
-data_objects = st.dictionaries(st.sampled_from(FIELD_NAMES), scalar_or_string, max_size=12)
+field_value = scalar_or_string | json_values
+
+
+def objects(keys: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.dictionaries(st.sampled_from(keys), values, max_size=len(keys))
+
+
+label_lists = st.lists(objects(["id", "name", "Name"], field_value), max_size=3)
+project_items = objects(PROJECT_FIELDS, field_value | label_lists)
+step_items = objects(STEP_FIELDS, field_value | objects(STEP_INFO_FIELDS, field_value))
+datas = (
+    objects(PROGRESS_FIELDS, field_value)
+    | project_items
+    | st.lists(project_items | step_items | field_value, max_size=70)
+    | field_value
+)
 envelopes = st.fixed_dictionaries(
-    {"data": data_objects},
+    {"data": datas},
     optional={
         "success": st.sampled_from([True, False, "true", None, 1]),
-        "code": st.sampled_from(["success", None, 200, "GHANA-PROJECT000001", "X"]),
-        "errorDetail": st.none() | st.dictionaries(st.text(max_size=5), st.text(max_size=5)),
+        "code": st.sampled_from(["success", None, 200, "GHANA-PROJECT000001", "X\ud800"])
+        | json_values,
+        "message": json_values,
+        "errorDetail": st.none() | st.dictionaries(hostile_text, json_values, max_size=3),
+        "totalCount": scalar_or_string,
     },
 )
 
 
-def parsers() -> list[Any]:
-    return [
-        lambda body: v4.parse_progress("p", body),
-        lambda body: v3.parse_progress(Api.V3_MIGRATION, "p", body),
-        lambda body: v3.parse_progress(Api.V3_SYNC, "p", body),
-    ]
-
-
-def check_model(progress: ProjectProgress) -> None:
+def check_progress(progress: ProjectProgress) -> None:
     assert progress.status in ALL_STATUSES
     assert progress.alarm_level in (*ALARM_LEVELS, "UNKNOWN")
     for ratio in (progress.struct_progress_ratio, progress.full_progress_ratio):
         assert ratio is None or 0.0 <= ratio <= 1.0
     for point in progress.checkpoints:
-        assert point.seconds is None or (math.isfinite(point.seconds) and point.seconds > 0)
+        assert point.seconds is None or (0 < point.seconds <= 1e11 and math.isfinite(point.seconds))
     step = progress.current_step
-    assert step is None or (step.replace("_", "").isalnum() and len(step) <= 64)
+    assert step is None or (step.replace("_", "").isalnum() and step.isascii() and len(step) <= 64)
+
+
+def check_details(details: ProjectDetails) -> None:
+    assert 0 < len(details.project_id) <= v4.MAX_ID_CHARS
+    assert len(details.name) <= 128
+    assert len(details.labels) <= v4.LABELS_MAX_CHARS
+
+
+def check_steps(steps: tuple[Step, ...]) -> None:
+    assert len(steps) <= v4.MAX_STEPS
+    assert len({step.name for step in steps}) == len(steps)
+    for step in steps:
+        assert step.name.isascii()
+        assert step.status in STEP_STATUSES
+        assert step.progress_ratio is None or 0.0 <= step.progress_ratio <= 1.0
+        transfer = step.full_transfer
+        for value in () if transfer is None else (transfer.processed_rows, transfer.eta_seconds):
+            assert value is None or math.isfinite(value)
+
+
+def progress_v4(body: bytes) -> None:
+    check_progress(v4.parse_progress("p", body))
+
+
+def progress_v3_migration(body: bytes) -> None:
+    check_progress(v3.parse_progress(Api.V3_MIGRATION, "p", body))
+
+
+def progress_v3_sync(body: bytes) -> None:
+    check_progress(v3.parse_progress(Api.V3_SYNC, "p", body))
+
+
+def describe_project(body: bytes) -> None:
+    check_details(v4.parse_project("p", body))
+
+
+def describe_steps(body: bytes) -> None:
+    steps, dropped = v4.parse_steps_counted(body)
+    check_steps(steps)
+    assert dropped >= 0
+    assert_encodable(steps)
+
+
+def list_projects(body: bytes) -> None:
+    projects, total = v4.parse_page(body)
+    for details in projects:
+        check_details(details)
+    assert total is None or total >= 0
+    assert_encodable(projects)
+
+
+# Every Action the client calls, and what its answer must become.
+ACTIONS: dict[str, Callable[[bytes], None]] = {
+    "DescribeProjectProgress": progress_v4,
+    "DescribeProject": describe_project,
+    "DescribeProjectSteps": describe_steps,
+    "ListProjects": list_projects,
+    "v3 migration progress": progress_v3_migration,
+    "v3 sync progress": progress_v3_sync,
+}
+
+
+def failure(parse: Callable[[bytes], object], body: bytes) -> OmsError | None:
+    """Run one parser; its OmsError if it raised one (anything else fails the test)."""
+    try:
+        parse(body)
+    except OmsError as error:
+        return error
+    return None
 
 
 def parse_all(body: bytes) -> None:
-    for parse in parsers():
-        try:
-            progress = parse(body)
-        except OmsError as error:
-            reason = error.reason
-        else:
-            check_model(progress)
-            continue
-        assert reason in set(Reason)
+    """Every Action's parser yields a checked model or an OmsError, on the same body."""
+    for parse in ACTIONS.values():
+        error = failure(parse, body)
+        if error is not None:
+            assert error.reason in set(Reason)
+            str(error).encode("utf-8")
+    for status in (302, 401, 500):
+        error = classify_http_status(status, body)
+        assert isinstance(error, OmsError)
+        str(error).encode("utf-8")
 
 
-@settings(max_examples=300, deadline=None)
-@given(json_values)
-def test_any_json_value_is_a_model_or_a_classified_error(value: object):
-    parse_all(json.dumps(value).encode())
+def encode(value: object) -> bytes:
+    return json.dumps(value).encode()  # surrogates become \ud800 escapes, as OMS would send
 
 
-@settings(max_examples=300, deadline=None)
-@given(envelopes)
-def test_any_envelope_shape_is_a_model_or_a_classified_error(envelope: dict[str, Any]):
-    parse_all(json.dumps(envelope).encode())
+def check_results_encode(body: bytes) -> None:
+    """Where a progress or details parser succeeds, all its strings encode as UTF-8."""
+    for parse in (
+        lambda b: v4.parse_progress("p", b),
+        lambda b: v4.parse_project("p", b),
+        lambda b: v3.parse_progress(Api.V3_SYNC, "p", b),
+    ):
+        with contextlib.suppress(OmsError):
+            assert_encodable(parse(body))
 
 
 @settings(max_examples=200, deadline=None)
+@given(json_values)
+def test_any_json_value_is_a_model_or_a_classified_error(value: object):
+    parse_all(encode(value))
+
+
+@settings(max_examples=250, deadline=None)
+@given(envelopes)
+def test_any_envelope_shape_is_a_model_or_a_classified_error(envelope: dict[str, Any]):
+    body = encode(envelope)
+    parse_all(body)
+    check_results_encode(body)
+
+
+@settings(max_examples=150, deadline=None)
 @given(st.binary(max_size=200))
 def test_any_bytes_are_a_model_or_a_classified_error(body: bytes):
     parse_all(body)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    depth=st.integers(min_value=0, max_value=5000),
+    opener=st.sampled_from(['{"a":', "[", '{"data":[']),
+    closed=st.booleans(),
+    where=st.sampled_from(["data", "stepInfo", "code"]),
+)
+def test_nesting_at_any_depth_never_escapes(depth: int, opener: str, closed: bool, where: str):
+    closer = {'{"a":': "}", "[": "]", '{"data":[': "]}"}[opener]
+    nested = opener * depth + "1" + (closer * depth if closed else "")
+    answer = {
+        "data": {"success": True, "data": "MARK"},
+        "stepInfo": {"success": True, "data": [{"name": "FULL_TRANSFER", "stepInfo": "MARK"}]},
+        "code": {"success": False, "code": "MARK"},
+    }[where]
+    body = encode(answer).replace(b'"MARK"', nested.encode())
+    parse_all(body)
+
+
+@settings(max_examples=60, deadline=None)
+@given(digits=st.integers(min_value=1, max_value=6000), negative=st.booleans())
+def test_integer_literals_of_any_length_are_unknown_or_kept(digits: int, negative: bool):
+    literal = ("-" if negative else "") + "9" * digits
+    for field in ("fullTransferProgress", "incrSyncCheckpoint", "status"):
+        body = f'{{"success":true,"totalCount":{literal},"data":{{"{field}":{literal}}}}}'
+        parse_all(body.encode())

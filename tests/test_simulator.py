@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +19,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
+from oms_exporter.model import Reason
+from oms_exporter.oms.client import ClientObserver, OmsClient
+from oms_exporter.oms.discovery import DiscoveryFilter
+from oms_exporter.oms.errors import OmsError, OmsHttpError
+from oms_exporter.oms.transport import Transport, make_session
 from oms_exporter.simulator import SimulatorConfig, create_app, scenario
-from oms_exporter.simulator.cli import start_simulator
+from oms_exporter.simulator.cli import build_parser, start_simulator
+from tests.oms_replay import assert_encodable
 
 AUTH = {"Authorization": aiohttp.encode_basic_auth("admin", "oms-demo")}
 PROGRESS = "/api/v2?Action=DescribeProjectProgress"
@@ -693,3 +699,261 @@ def test_cli_announces_its_port_and_stops_on_sigterm() -> None:
     finally:
         proc.kill()
         proc.wait()
+
+
+# --- hostile answers, asked by the real client ----------------------------------------------
+
+
+@pytest.fixture
+async def live_sim() -> AsyncIterator[str]:
+    """A real simulator on 127.0.0.1:0 with the real clock, as the exporter meets it."""
+    runner, url = await start_simulator(SimulatorConfig())
+    yield url
+    await runner.cleanup()
+
+
+@pytest.fixture
+async def real_client(live_sim: str) -> AsyncIterator[Callable[..., OmsClient]]:
+    """Build real OMS clients (1 MiB answer cap) against the live simulator."""
+    sessions: list[aiohttp.ClientSession] = []
+
+    def build(observer: ClientObserver | None = None) -> OmsClient:
+        session = make_session(
+            username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
+        )
+        sessions.append(session)
+        transport = Transport(
+            session=session, base_url=live_sim, max_concurrency=4, max_response_bytes=1024 * 1024
+        )
+        return OmsClient(transport=transport, api="v4", oms_name="sim", observer=observer)
+
+    yield build
+    for session in sessions:
+        await session.close()
+
+
+async def set_live_fault(url: str, project_id: str, fault: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/_sim/projects/{project_id}", json={"fault": fault}) as resp,
+    ):
+        assert resp.status == 200, await resp.text()
+
+
+async def live_error(client: OmsClient, project_id: str = "np_demo_sync") -> OmsError:
+    with pytest.raises(OmsError) as caught:
+        await client.fetch_progress(project_id)
+    return caught.value
+
+
+async def test_surrogate_id_is_repaired_by_discovery(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "surrogate_id")
+    projects = await real_client().list_projects(DiscoveryFilter())
+    ids = {p.project_id for p in projects}
+    assert "np_demo_sync\ufffd" in ids
+    assert "np_demo_sync" not in ids
+    assert_encodable(projects)
+
+
+async def test_surrogate_name_is_repaired(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "surrogate_name")
+    progress = await real_client().fetch_progress("np_demo_sync")
+    assert progress.name == "events ob to kafka (steady sync) \ufffd"
+    assert_encodable(progress)
+
+
+async def test_surrogate_status_is_repaired(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "surrogate_status")
+    client = real_client()
+    progress = await client.fetch_progress("np_demo_sync")
+    assert (progress.status, progress.raw_status) == ("UNKNOWN", "RUNNING\ufffd")
+    assert progress.current_step == "UNKNOWN"
+    steps = await client.fetch_steps("np_demo_sync")
+    assert steps is not None
+    assert {s.status for s in steps} == {"UNKNOWN"}
+    assert_encodable((progress, steps))
+
+
+async def test_huge_number_is_unknown(live_sim: str, real_client: Callable[..., OmsClient]) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "huge_number")
+    client = real_client()
+    progress = await client.fetch_progress("np_demo_sync")
+    assert (progress.struct_progress_ratio, progress.full_progress_ratio) == (None, None)
+    assert progress.status == "RUNNING"
+    steps = await client.fetch_steps("np_demo_sync")
+    assert steps is not None
+    assert [s.progress_ratio for s in steps] == [None] * len(steps)
+
+
+async def test_deep_nesting_is_a_decode_error_everywhere(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "deep_nesting")
+    client = real_client()
+    assert (await live_error(client)).reason is Reason.DECODE
+    await client.fetch_progress("np_demo_migration")  # the others still answer
+    with pytest.raises(OmsError) as caught:
+        await client.fetch_steps("np_demo_sync")
+    assert caught.value.reason is Reason.DECODE
+    with pytest.raises(OmsError) as caught:
+        await client.list_projects(DiscoveryFilter())
+    assert caught.value.reason is Reason.DECODE
+
+
+async def test_deep_error_body_is_an_http_error(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "deep_error_body")
+    error = await live_error(real_client())
+    assert (error.reason, str(error)) == (Reason.HTTP, "HTTP 500")
+
+
+async def test_huge_total_still_lists_every_project(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "huge_total")
+    projects = await real_client().list_projects(DiscoveryFilter())
+    assert len(projects) == 7
+
+
+async def test_gzip_bomb_is_refused_at_the_inflated_cap(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "gzip_bomb")
+    error = await live_error(real_client())
+    assert error.reason is Reason.DECODE
+    assert "1048576-byte limit" in str(error)
+
+
+async def test_millisecond_checkpoint_is_converted_and_counted(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "millisecond_checkpoint")
+    converted: list[None] = []
+    observer = ClientObserver(checkpoint_converted=lambda: converted.append(None))
+    progress = await real_client(observer).fetch_progress("np_demo_sync")
+    point = progress.checkpoints[0]
+    assert point.from_milliseconds
+    assert point.seconds is not None
+    assert time.time() - 120 < point.seconds < time.time()
+    assert converted == [None]
+
+
+async def test_many_steps_keep_64_and_count_the_rest(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "many_steps")
+    dropped: list[int] = []
+    client = real_client(ClientObserver(dropped_steps=dropped.append))
+    await client.fetch_progress("np_demo_sync")
+    steps = await client.fetch_steps("np_demo_sync")
+    assert steps is not None
+    assert len(steps) == 64
+    assert steps[0].name == "TRANSFER_PRECHECK"  # the real steps come first
+    assert dropped == [4 + 10_000 - 64]
+
+
+async def test_redirect_is_not_followed(
+    live_sim: str, real_client: Callable[..., OmsClient]
+) -> None:
+    await set_live_fault(live_sim, "np_demo_sync", "redirect")
+    error = await live_error(real_client())
+    assert isinstance(error, OmsHttpError)
+    assert (error.reason, error.status) == (Reason.HTTP, 302)
+    assert "http://oms-elsewhere.invalid:8089/api/v2" in str(error)
+    for secret in ("sim-user", "sim-secret", "sim-token"):
+        assert secret not in str(error)
+
+
+# --- hostile answers on the wire ------------------------------------------------------------
+
+
+async def test_hostile_faults_send_what_they_say(v4: Client) -> None:
+    await set_fault(v4, "surrogate_status")
+    raw = await (await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)).read()
+    assert b'"status":"RUNNING\\ud800"' in raw
+    await set_fault(v4, "huge_number")
+    raw = await (await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)).read()
+    assert b'"fullTransferProgress":1' + b"0" * 400 + b"," in raw
+    await set_fault(v4, "deep_nesting")
+    raw = await (await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)).read()
+    assert b"[" * 200_000 + b"]" * 200_000 in raw
+    await set_fault(v4, "huge_total")
+    answer = await v4.post("/api/v2?Action=ListProjects", json={}, headers=AUTH)
+    assert b'"totalCount":1' + b"0" * 400 + b"," in await answer.read()
+
+
+async def test_gzip_bomb_announces_a_small_gzip_body(v4: Client) -> None:
+    await set_fault(v4, "gzip_bomb")
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)
+    assert resp.headers["Content-Encoding"] == "gzip"
+    assert int(resp.headers["Content-Length"]) < 600_000
+    resp.close()  # never inflate the 500 MB here
+
+
+async def test_redirect_and_deep_error_body_faults(v4: Client) -> None:
+    await set_fault(v4, "redirect")
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH, allow_redirects=False)
+    assert resp.status == 302
+    assert resp.headers["Location"].startswith("http://sim-user:sim-secret@oms-elsewhere.invalid")
+    await set_fault(v4, "deep_error_body")
+    resp = await v4.post(PROGRESS, json={"id": "np_demo_sync"}, headers=AUTH)
+    assert resp.status == 500
+    assert b"[" * 100_000 in await resp.read()
+
+
+async def test_many_steps_fault_adds_ten_thousand_steps(v4: Client) -> None:
+    await set_fault(v4, "many_steps")
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_sync"}))["data"]
+    assert len(steps) == 4 + 10_000
+    assert len({s["name"] for s in steps}) == len(steps)
+
+
+async def test_millisecond_checkpoint_fault_multiplies_by_1000(
+    v4: Client, clock: FakeClock
+) -> None:
+    await set_fault(v4, "millisecond_checkpoint")
+    checkpoint = (await progress(v4, "np_demo_sync"))["data"]["incrSyncCheckpoint"]
+    assert (clock.now - 90) * 1000 <= checkpoint <= clock.now * 1000
+
+
+def test_every_fault_is_documented_in_the_help() -> None:
+    assert set(scenario.FAULT_HELP) == scenario.FAULTS
+    text = build_parser().format_help()
+    assert "--fault PROJECT=FAULT" in text
+    for fault in scenario.FAULTS:
+        assert f"  {fault} " in text
+
+
+async def test_fault_flag_sets_faults_from_the_start() -> None:
+    args = build_parser().parse_args(["--fault", "np_demo_sync=redirect", "--fault", "x=y=hang"])
+    assert args.fault == [("np_demo_sync", "redirect"), ("x=y", "hang")]
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--fault", "np_demo_sync=gremlins"])
+    config = SimulatorConfig(faults=(("np_demo_sync", "redirect"),))
+    runner, url = await start_simulator(config)
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"{url}/_sim/projects") as resp:
+                listed = {p["id"]: p["fault"] for p in (await resp.json())["projects"]}
+            assert listed["np_demo_sync"] == "redirect"
+            async with session.post(f"{url}/_sim/reset", json={}):
+                pass
+            async with session.get(f"{url}/_sim/projects") as resp:
+                listed = {p["id"]: p["fault"] for p in (await resp.json())["projects"]}
+            assert listed["np_demo_sync"] == "redirect"  # a reset keeps the start's faults
+    finally:
+        await runner.cleanup()
+
+
+def test_fault_for_an_unknown_project_is_refused() -> None:
+    with pytest.raises(ValueError, match="no project"):
+        create_app(SimulatorConfig(faults=(("np_missing", "hang"),)))
+    with pytest.raises(ValueError, match="must be one of"):
+        SimulatorConfig(faults=(("np_demo_sync", "gremlins"),))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from oms_exporter.model import Api, ProjectDetails, ProjectProgress, Step
@@ -39,6 +41,22 @@ class DiscoveryUnavailable(Exception):
     """This OMS cannot list its projects (3.3); static IDs keep working."""
 
 
+def _ignore_count(_count: int) -> None:
+    return None
+
+
+def _ignore() -> None:
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientObserver:
+    """What the client repaired in OMS's answers, for counters; no-ops by default."""
+
+    dropped_steps: Callable[[int], None] = _ignore_count  # steps beyond v4.MAX_STEPS
+    checkpoint_converted: Callable[[], None] = _ignore  # a millisecond checkpoint read as s
+
+
 def _wrong_path(error: OmsError) -> bool:
     return isinstance(error, OmsProjectNotFound) or (
         isinstance(error, OmsHttpError) and error.status in _WRONG_API_STATUSES
@@ -48,8 +66,16 @@ def _wrong_path(error: OmsError) -> bool:
 class OmsClient:
     """Fetch any project's progress from one OMS; cache what detection learned."""
 
-    def __init__(self, *, transport: Transport, api: ApiChoice, oms_name: str) -> None:
+    def __init__(
+        self,
+        *,
+        transport: Transport,
+        api: ApiChoice,
+        oms_name: str,
+        observer: ClientObserver | None = None,
+    ) -> None:
         self._transport = transport
+        self._observer = observer or ClientObserver()
         self._choice = api
         self._oms_name = oms_name
         self._server: Server | None = _SERVER_OF_CHOICE[api]
@@ -72,11 +98,17 @@ class OmsClient:
         self._v4_details.pop(project_id, None)
 
     async def fetch_progress(self, project_id: str) -> ProjectProgress:
+        """One project's progress, from whichever API this OMS speaks."""
         if self._server is None:
-            return await self._detect(project_id)
-        if self._server == "v4":
-            return await self._fetch_v4(project_id)
-        return await self._fetch_v3(project_id)
+            progress = await self._detect(project_id)
+        elif self._server == "v4":
+            progress = await self._fetch_v4(project_id)
+        else:
+            progress = await self._fetch_v3(project_id)
+        for point in progress.checkpoints:
+            if point.from_milliseconds:
+                self._observer.checkpoint_converted()
+        return progress
 
     async def _detect(self, project_id: str) -> ProjectProgress:
         try:
@@ -141,7 +173,10 @@ class OmsClient:
         if self._server != "v4":
             return None
         body = await v4.call(self._transport, "DescribeProjectSteps", {"id": project_id})
-        return v4.parse_steps(body)
+        steps, dropped = v4.parse_steps_counted(body)
+        if dropped:
+            self._observer.dropped_steps(dropped)
+        return steps
 
     async def list_projects(self, settings: DiscoveryFilter) -> list[ProjectDetails]:
         """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""

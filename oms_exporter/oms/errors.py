@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oms_exporter.model import Reason
+from oms_exporter.model import Reason, clean_text
 
 
 class OmsError(Exception):
@@ -11,7 +11,8 @@ class OmsError(Exception):
     reason: Reason = Reason.INVALID
 
     def __init__(self, message: str) -> None:
-        super().__init__(message[:300])
+        # Error text reaches logs and the status page: bounded and encodable as UTF-8.
+        super().__init__(clean_text(message[:300]))
 
 
 class OmsTimeout(OmsError):
@@ -23,6 +24,8 @@ class OmsConnectionError(OmsError):
 
 
 class OmsHttpError(OmsError):
+    """A non-2xx answer: an error status, or a redirect (never followed)."""
+
     reason = Reason.HTTP
 
     def __init__(self, message: str, *, status: int) -> None:

@@ -17,6 +17,7 @@ from oms_exporter.model import (
     normalise_step,
     parse_bool,
     progress_ratio,
+    scalar_text,
 )
 
 
@@ -70,7 +71,7 @@ def build_progress(
         api=api,
         kind=kind,
         status=normalise_status(raw_status),
-        raw_status=str(raw_status)[:64] if raw_status is not None else "",
+        raw_status=scalar_text(raw_status),
         alarm_level=normalise_alarm_level(_first(data, fields.alarm_level)),
         current_step=normalise_step(data.get("currentStep")),
         features=features,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 from oms_exporter.model import Reason
 from oms_exporter.oms.envelope import classify_http_status
@@ -18,8 +19,11 @@ from oms_exporter.oms.errors import (
     OmsConnectionError,
     OmsDecodeError,
     OmsError,
+    OmsHttpError,
     OmsTimeout,
 )
+
+_CHUNK_BYTES = 64 * 1024
 
 # Called once per request with its duration and, if it failed, why.
 RequestObserver = Callable[[float, Reason | None], None]
@@ -105,7 +109,12 @@ class Transport:
     async def _exchange(self, method: str, path: str, json_body: Any) -> Answer:
         url = self._base_url + path
         try:
-            async with self._session.request(method, url, json=json_body) as response:
+            # A redirect is never followed: another host's answer is not this project's data.
+            async with self._session.request(
+                method, url, json=json_body, allow_redirects=False
+            ) as response:
+                if 300 <= response.status < 400:
+                    raise redirect_error(response)
                 body = await self._read_capped(response)
                 return Answer(status=response.status, body=body)
         except TimeoutError:
@@ -117,18 +126,41 @@ class Transport:
             raise OmsConnectionError(f"cannot reach OMS: {detail}") from None
 
     async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """Read the body without ever holding more than the cap in memory."""
+        """Read the decoded body in chunks, never holding more than the cap in memory."""
         limit = self._max_response_bytes
-        length = response.content_length
+        length = response.content_length  # on the wire: compressed, if gzip
         if length is not None and length > limit:
             raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
-        if length is not None:
-            return await response.read()  # announced and within the cap: one read
+        # Always streamed, even when announced: aiohttp inflates gzip as it reads, and
+        # 500 kB of gzip can inflate to 500 MB.
         chunks: list[bytes] = []
         size = 0
-        async for chunk in response.content.iter_chunked(64 * 1024):
+        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
             size += len(chunk)
             if size > limit:
                 raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+def redirect_error(response: aiohttp.ClientResponse) -> OmsHttpError:
+    """Name where a redirect points, as scheme://host:port/path: no userinfo, no query."""
+    return OmsHttpError(
+        f"HTTP {response.status} redirect to {_safe_location(response)}, not followed",
+        status=response.status,
+    )
+
+
+def _safe_location(response: aiohttp.ClientResponse) -> str:
+    location = response.headers.get("Location")
+    if not location:
+        return "no Location"
+    try:
+        target = response.url.join(URL(location))
+        port = target.port
+        where = f"{target.scheme}://{target.raw_host}:{port}{target.raw_path}"
+    except (ValueError, TypeError):  # UnicodeError is a ValueError
+        return "an unreadable Location"
+    if not target.raw_host or port is None:
+        return "an unreadable Location"
+    return where[:160]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Final
 
 from oms_exporter.model import (
@@ -13,8 +14,10 @@ from oms_exporter.model import (
     ProjectDetails,
     ProjectProgress,
     Step,
+    clean_text,
     label_text,
     normalise_step,
+    parse_count,
     parse_number,
     progress_ratio,
 )
@@ -26,6 +29,10 @@ from oms_exporter.oms.transport import Transport
 PATH: Final = "/api/v2"
 PAGE_SIZE: Final = 150  # ListProjects' maximum
 LABELS_MAX_CHARS: Final = 128
+# Every step becomes several series: 10,000 step names in one answer made 80,000.
+MAX_STEPS: Final = 64
+# An ID becomes a label on every series of its project; OMS's are about 16 characters.
+MAX_ID_CHARS: Final = 256
 _FULL_STEPS: Final = frozenset({"FULL_TRANSFER", "FULL_MIGRATION"})
 
 FIELDS: Final = FieldNames(
@@ -61,8 +68,8 @@ def parse_progress(
 def project_details(item: dict[str, Any]) -> ProjectDetails | None:
     """Read one project of ``DescribeProject`` or ``ListProjects``; None without an id."""
     data = camel_keys(item)
-    project_id = data.get("id") or data.get("projectId")
-    if not isinstance(project_id, str | int) or isinstance(project_id, bool) or not project_id:
+    project_id = _project_id(data.get("id") or data.get("projectId"))
+    if project_id is None:
         return None
     labels = data.get("labels")
     names = sorted(
@@ -72,7 +79,7 @@ def project_details(item: dict[str, Any]) -> ProjectDetails | None:
     )
     status = label_text(data.get("status")).upper()
     return ProjectDetails(
-        project_id=str(project_id),
+        project_id=project_id,
         name=label_text(data.get("name"), 128),
         type=label_text(data.get("type")).upper(),
         source_type=label_text(data.get("sourceEndpointType")).upper(),
@@ -82,9 +89,20 @@ def project_details(item: dict[str, Any]) -> ProjectDetails | None:
     )
 
 
+def _project_id(value: object) -> str | None:
+    """A usable project ID (repaired to encode as UTF-8), or None."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = clean_text(str(value))  # str(int) is short: the decoder keeps at most 20 digits
+    return text if text and len(text) <= MAX_ID_CHARS else None
+
+
 def parse_project(project_id: str, body: bytes) -> ProjectDetails:
+    """``DescribeProject``, always under the ID asked for, whatever ID the answer names."""
     details = project_details(unwrap_object(body))
-    return details or ProjectDetails(project_id=project_id)
+    if details is None:
+        return ProjectDetails(project_id=project_id)
+    return replace(details, project_id=project_id)
 
 
 def parse_page(body: bytes) -> tuple[list[ProjectDetails], int | None]:
@@ -98,8 +116,7 @@ def parse_page(body: bytes) -> tuple[list[ProjectDetails], int | None]:
         for item in data
         if isinstance(item, dict) and (details := project_details(item)) is not None
     ]
-    total = parse_number(envelope.get("totalCount"))
-    return projects, int(total) if total is not None else None
+    return projects, parse_count(envelope.get("totalCount"))
 
 
 def _full_transfer(info: object) -> FullTransfer | None:
@@ -116,16 +133,25 @@ def _full_transfer(info: object) -> FullTransfer | None:
 
 def parse_steps(body: bytes) -> tuple[Step, ...]:
     """``DescribeProjectSteps``: one Step per distinct step name, in OMS's order."""
+    return parse_steps_counted(body)[0]
+
+
+def parse_steps_counted(body: bytes) -> tuple[tuple[Step, ...], int]:
+    """The first MAX_STEPS distinct steps, and how many more distinct names were dropped."""
     data = unwrap_envelope(body)["data"]
     if not isinstance(data, list):
         raise OmsInvalidAnswer("DescribeProjectSteps data is not a list")
     steps: dict[str, Step] = {}
+    dropped: set[str] = set()
     for item in data:
         if not isinstance(item, dict):
             continue
         item = camel_keys(item)
         name = normalise_step(item.get("name"))
         if name is None or name in steps:
+            continue
+        if len(steps) >= MAX_STEPS:
+            dropped.add(name)
             continue
         status = label_text(item.get("status")).upper()
         steps[name] = Step(
@@ -134,4 +160,4 @@ def parse_steps(body: bytes) -> tuple[Step, ...]:
             progress_ratio=progress_ratio(item.get("progress")),
             full_transfer=_full_transfer(item.get("stepInfo")) if name in _FULL_STEPS else None,
         )
-    return tuple(steps.values())
+    return tuple(steps.values()), len(dropped)

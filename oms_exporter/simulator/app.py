@@ -18,8 +18,10 @@ from oms_exporter.simulator.admin import admin_routes
 from oms_exporter.simulator.render import (
     CM_UNAVAILABLE,
     OVERSIZED_BYTES,
+    deep_json_response,
     envelope,
     error,
+    hostile_transport,
     json_response,
     nginx_html,
     not_found,
@@ -56,6 +58,8 @@ async def answer_project(
         with contextlib.suppress(TimeoutError):  # the server shutting down cuts it short
             await asyncio.wait_for(state.shutdown.wait(), timeout=defn.slow_seconds)
     broken = transport_fault(fault)
+    if broken is None:
+        broken = hostile_transport(fault)
     if broken is not None:
         return broken
     if fault == "success_false":
@@ -64,6 +68,8 @@ async def answer_project(
     body = envelope(state, render(defn, state.snapshot(defn)), code=code)
     if fault == "oversized":  # valid JSON, just far more of it than a progress answer needs
         body["diagnostics"] = "0123456789abcdef" * (OVERSIZED_BYTES // 16)
+    if fault == "deep_nesting":
+        return deep_json_response(body)
     return json_response(pascal(body) if fault == "pascal_case" else body)
 
 
@@ -175,8 +181,13 @@ def list_projects(state: SimState, body: dict[str, object]) -> web.Response:
             continue
         matches.append(defn)
     render = _with_clock(state, scenario.project_info)
-    page = [render(d, state.snapshot(d)) for d in matches[(number - 1) * size : number * size]]
-    answer = envelope(state, page, pageNumber=number, pageSize=size, totalCount=len(matches))
+    listed = matches[(number - 1) * size : number * size]
+    page = [render(d, state.snapshot(d)) for d in listed]
+    huge = any(d.fault == "huge_total" for d in matches)
+    total = scenario.HUGE_NUMBER if huge else len(matches)
+    answer = envelope(state, page, pageNumber=number, pageSize=size, totalCount=total)
+    if any(d.fault == "deep_nesting" for d in listed):
+        return deep_json_response(answer)
     return json_response(answer)
 
 

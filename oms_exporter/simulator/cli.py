@@ -9,6 +9,7 @@ import sys
 
 from aiohttp import web
 
+from oms_exporter.simulator import scenario
 from oms_exporter.simulator.app import STATE, SimulatorConfig, create_app
 
 SHUTDOWN_TIMEOUT_SECONDS = 2.0  # hanging requests are released on shutdown; don't wait 60 s
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="oms-exporter simulate",
         description="Serve a simulated OceanBase Migration Service (OMS) API over HTTP.",
+        epilog=_faults_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")
     parser.add_argument("--port", type=int, default=8089, help="port, 0 picks a free one (8089)")
@@ -55,7 +58,36 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, default=1.0, help="lifecycle speed-up")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of 5xx/bad answers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        type=_fault_pair,
+        metavar="PROJECT=FAULT",
+        help="give one project a fault from the start (repeatable; faults below)",
+    )
     return parser
+
+
+def _fault_pair(text: str) -> tuple[str, str]:
+    """Read PROJECT=FAULT; argparse turns the ValueError into a usage error."""
+    project_id, sep, fault = text.rpartition("=")
+    if not sep or not project_id or fault not in scenario.FAULTS:
+        raise argparse.ArgumentTypeError(f"need PROJECT=FAULT with a known fault, not {text!r}")
+    return project_id, fault
+
+
+def _faults_epilog() -> str:
+    """List every fault, and the two ways to set one."""
+    width = max(len(name) for name in scenario.FAULT_HELP)
+    lines = [f"  {name:<{width}}  {text}" for name, text in scenario.FAULT_HELP.items()]
+    return "\n".join(
+        [
+            "faults, per project: --fault PROJECT=FAULT at start, or while running",
+            '  curl -X POST URL/_sim/projects/PROJECT -d \'{"fault": "FAULT"}\'',
+            *lines,
+        ]
+    )
 
 
 async def serve(config: SimulatorConfig, *, host: str, port: int) -> int:
@@ -65,6 +97,9 @@ async def serve(config: SimulatorConfig, *, host: str, port: int) -> int:
     except OSError as exc:
         print(f"oms-exporter simulate: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
         return 1
+    except ValueError as exc:  # a --fault for a project the scenario does not have
+        print(f"oms-exporter simulate: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM)
@@ -98,6 +133,7 @@ def main(argv: list[str] | None = None) -> int:
             time_scale=args.time_scale,
             fault_rate=args.fault_rate,
             seed=args.seed,
+            faults=tuple(args.fault),
         )
     except ValueError as exc:
         print(f"oms-exporter simulate: {exc}", file=sys.stderr)

@@ -6,11 +6,15 @@ Per-request work is a dict, a few f-strings and one json.dumps, because the benc
 
 from __future__ import annotations
 
+import functools
 import json
+import struct
+import zlib
 from typing import Final
 
 from aiohttp import web
 
+from oms_exporter.simulator.scenario import DEEP_LEVELS, DEEP_MARK
 from oms_exporter.simulator.state import SimState
 
 NOT_FOUND_V4: Final = "GHANA-PROJECT000001"
@@ -18,6 +22,13 @@ NOT_FOUND_V3: Final = "PROJECT_NOT_FOUND_ERROR"
 CM_UNAVAILABLE: Final = "GHANA-OPERAT000001"
 OVERSIZED_BYTES: Final = 4 * 1024 * 1024
 BROKEN_JSON: Final = b'{"success":true,"errorDetail":null,"code":null,"data":{"status":"RUNN'
+BOMB_INFLATED_BYTES: Final = 500 * 1024 * 1024
+ERROR_BODY_LEVELS: Final = 100_000
+# .invalid never resolves (RFC 2606); userinfo and query are what a client must not echo.
+REDIRECT_LOCATION: Final = (
+    "http://sim-user:sim-secret@oms-elsewhere.invalid:8089/api/v2?token=sim-token"
+)
+_DEEP_JSON: Final = json.dumps(DEEP_MARK).encode()
 
 
 def nginx_html(status: int, reason: str) -> web.Response:
@@ -57,6 +68,63 @@ def json_response(body: object, *, status: int = 200) -> web.Response:
     """Serialise compactly: the bulk benchmark makes this the hottest line."""
     raw = json.dumps(body, separators=(",", ":")).encode()
     return web.Response(status=status, body=raw, content_type="application/json")
+
+
+def nested(levels: int) -> bytes:
+    """``levels`` nested arrays, written directly: json.dumps would recurse too deeply."""
+    return b"[" * levels + b"]" * levels
+
+
+def deep_json_response(body: object) -> web.Response:
+    """Serialise like json_response, with each DEEP_MARK replaced by a deep nesting."""
+    raw = json.dumps(body, separators=(",", ":")).encode().replace(_DEEP_JSON, nested(DEEP_LEVELS))
+    return web.Response(body=raw, content_type="application/json")
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """A valid progress-shaped answer padded to 500 MB, gzipped (about 500 kB) in 0.2 s."""
+    head = b'{"success":true,"code":null,"data":{"status":"RUNNING"}'
+    block = b" " * (1024 * 1024)  # JSON whitespace: a client without a cap parses it all
+    tail = b"}"
+    count = BOMB_INFLATED_BYTES // len(block)
+    # After a full flush deflate forgets its history, so every block compresses to the
+    # same bytes: compress one and repeat it instead of compressing 500 MB.
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)  # raw deflate
+    start = packer.compress(head) + packer.flush(zlib.Z_FULL_FLUSH)
+    middle = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    end = packer.compress(tail) + packer.flush()
+    crc = zlib.crc32(head)
+    for _ in range(count):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(tail, crc)
+    size = len(head) + count * len(block) + len(tail)
+    header = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff"  # gzip, deflate, no name
+    trailer = struct.pack("<II", crc, size & 0xFFFFFFFF)
+    return header + start + middle * count + end + trailer
+
+
+@functools.cache
+def _deep_error_body() -> bytes:
+    """An OMS-shaped error whose ``data`` nests too deep for a recursive JSON parser."""
+    head = b'{"success":false,"code":"INNER_ERROR","message":"internal error","data":'
+    return head + nested(ERROR_BODY_LEVELS) + b"}"
+
+
+def hostile_transport(fault: str) -> web.Response | None:
+    """Act out a hostile fault of the HTTP answer itself, or return None."""
+    if fault == "redirect":
+        return web.Response(status=302, headers={"Location": REDIRECT_LOCATION})
+    if fault == "gzip_bomb":
+        # Sent as is: aiohttp compresses nothing itself unless asked; Content-Length is set.
+        return web.Response(
+            body=_gzip_bomb(),
+            content_type="application/json",
+            headers={"Content-Encoding": "gzip"},
+        )
+    if fault == "deep_error_body":
+        return web.Response(status=500, body=_deep_error_body(), content_type="application/json")
+    return None
 
 
 def error(state: SimState, code: str, message: str, *, status: int = 200) -> web.Response:

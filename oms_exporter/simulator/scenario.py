@@ -31,8 +31,47 @@ Fault = Literal[
     "pascal_case",
     "string_numbers",
     "out_of_range",
+    # Hostile answers (issue 11): what a broken or malicious OMS or proxy could send.
+    "surrogate_id",
+    "surrogate_name",
+    "surrogate_status",
+    "huge_number",
+    "deep_nesting",
+    "deep_error_body",
+    "huge_total",
+    "gzip_bomb",
+    "millisecond_checkpoint",
+    "many_steps",
+    "redirect",
 ]
 FAULTS: Final = frozenset(get_args(Fault))
+#: One line per fault, listed by `oms-exporter simulate --help`.
+FAULT_HELP: Final[dict[str, str]] = {
+    "none": "answer normally",
+    "hang": "never answer (until the simulator stops)",
+    "slow": "answer after slow_seconds",
+    "http_500": "HTTP 500, plain text",
+    "http_502_html": "HTTP 502, nginx's HTML page",
+    "broken_json": "a truncated JSON body",
+    "success_false": "success:false, CM service unavailable",
+    "not_found": "success:false, project does not exist",
+    "oversized": "4 MB of valid JSON",
+    "future_checkpoint": "checkpoints an hour ahead of the clock",
+    "pascal_case": "PascalCase keys, as through a cloud proxy",
+    "string_numbers": "progress and checkpoints as strings",
+    "out_of_range": "progress 5151 and 8897, as the documents' sample",
+    "surrogate_id": "a lone surrogate escape (\\ud800) in the project's ID (4.x answers)",
+    "surrogate_name": "a lone surrogate escape in the project's name (4.x)",
+    "surrogate_status": "a lone surrogate escape in statuses and the current step",
+    "huge_number": "progress values of 10^400 (a 401-digit integer literal)",
+    "deep_nesting": "a value nested 200,000 levels deep in every answer about the project",
+    "deep_error_body": "HTTP 500 whose JSON body nests 100,000 levels",
+    "huge_total": "ListProjects totalCount 10^400 while the project is listed",
+    "gzip_bomb": "500 kB of gzip (Content-Length set) inflating to 500 MB",
+    "millisecond_checkpoint": "checkpoints in milliseconds",
+    "many_steps": "DescribeProjectSteps with 10,000 more step names",
+    "redirect": "HTTP 302 to another host (userinfo and query in the Location)",
+}
 #: Faults drawn at random for a `fault_rate` share of requests: the ones a retry cures.
 TRANSIENT_FAULTS: Final = ("http_500", "http_502_html", "broken_json")
 
@@ -63,6 +102,13 @@ STEP_NAMES: Final[dict[tuple[Api, Kind], tuple[str, ...]]] = {
 }
 SYBASE_CHECKPOINT: Final = "100,30"
 FUTURE_SECONDS: Final = 3600
+SURROGATE: Final = "\ud800"  # json.dumps writes it as the escape \ud800: valid JSON
+HUGE_NUMBER: Final = 10**400
+#: Stands for a deeply nested value; `render` splices in the brackets after json.dumps,
+#: which would itself recurse too deeply on such a value.
+DEEP_MARK: Final = "__sim_deep_nesting__"
+DEEP_LEVELS: Final = 200_000
+MANY_STEPS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +261,18 @@ def _with_data_fault(defn: ProjectDef, snap: Snapshot, now: float) -> Snapshot:
             struct_progress=5151 if defn.struct else None,
             full_progress=8897 if defn.full else None,
         )
+    if defn.fault == "huge_number":
+        return replace(
+            snap,
+            struct_progress=HUGE_NUMBER if defn.struct else None,
+            full_progress=HUGE_NUMBER if defn.full else None,
+        )
+    if defn.fault == "millisecond_checkpoint":
+        return replace(
+            snap,
+            checkpoint=_milliseconds(snap.checkpoint),
+            reverse_checkpoint=_milliseconds(snap.reverse_checkpoint),
+        )
     if defn.fault == "string_numbers":
         return replace(
             snap,
@@ -230,8 +288,34 @@ def _str(value: int | str | None) -> str | None:
     return None if value is None else str(value)
 
 
+def _milliseconds(value: int | str | None) -> int | str | None:
+    """A unix-seconds checkpoint in milliseconds; 0, None and Sybase positions unchanged."""
+    return value * 1000 + 250 if isinstance(value, int) and value > 0 else value
+
+
+def _hostile(defn: ProjectDef, data: dict[str, object], *, id_key: str) -> dict[str, object]:
+    """Act out the data faults that reach past the numbers: surrogates, deep nesting."""
+    fault = defn.fault
+    if fault == "surrogate_id" and id_key in data:
+        data[id_key] = f"{defn.id}{SURROGATE}"
+    elif fault == "surrogate_name" and "name" in data:
+        data["name"] = f"{defn.name} {SURROGATE}"
+    elif fault == "surrogate_status":
+        for key in ("status", "currentStep"):
+            if isinstance(data.get(key), str):
+                data[key] = f"{data[key]}{SURROGATE}"
+    elif fault == "deep_nesting":
+        data["transferMapping"] = DEEP_MARK
+    return data
+
+
 def progress_data(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
     """Render the `data` of a progress answer with exactly this flavour's field names."""
+    data = _progress_fields(api, defn, snap)
+    return data if defn.fault == "none" else _hostile(defn, data, id_key="projectId")
+
+
+def _progress_fields(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
     step = defn.current_step or step_name(api, defn.kind, snap.phase)
     if api == "v4":
         return {
@@ -289,7 +373,7 @@ def project_info(
 
     full_end = phase_ends(defn)[FULL]
     t = snap.lifecycle_seconds
-    return {
+    data: dict[str, object] = {
         "id": defn.id,
         "name": defn.name,
         "type": defn.kind.upper(),
@@ -304,6 +388,7 @@ def project_info(
         "gmtFinish": wall(min(t, full_end)) if snap.status == "FINISHED" else None,
         "alarmStats": {"alarming": snap.status == "FAILED"},
     }
+    return data if defn.fault == "none" else _hostile(defn, data, id_key="id")
 
 
 _STEP_TEXT: Final = (
@@ -357,6 +442,24 @@ def steps_data(
                 "stepInfo": _step_info(defn, snap, phase, t, start),
             }
         )
+    return steps if defn.fault == "none" else _hostile_steps(defn, steps)
+
+
+def _hostile_steps(defn: ProjectDef, steps: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Act out the faults of DescribeProjectSteps: after the real steps, or inside them."""
+    if defn.fault == "many_steps":
+        first = len(steps) + 1
+        steps += [
+            {"order": first + i, "name": f"SIM_STEP_{i:05d}", "status": "INIT", "progress": 0}
+            for i in range(MANY_STEPS)
+        ]
+    for step in steps:
+        if defn.fault == "huge_number":
+            step["progress"] = HUGE_NUMBER
+        elif defn.fault == "surrogate_status":
+            step["status"] = f"{step['status']}{SURROGATE}"
+    if defn.fault == "deep_nesting" and steps:
+        steps[0]["stepInfo"] = DEEP_MARK
     return steps
 
 
@@ -384,7 +487,8 @@ def _step_info(
             "dstIops": rps // 150,
         }
     if phase == INCR and isinstance(snap.checkpoint, int) and snap.checkpoint > 0:
-        sample = snap.checkpoint + int(lag_seconds(defn, t))
+        lag = int(lag_seconds(defn, t))
+        sample = snap.checkpoint + (lag * 1000 if defn.fault == "millisecond_checkpoint" else lag)
         return {"incrTimestampCheckpoint": snap.checkpoint, "checkpointSampleTimestamp": sample}
     return {}
 

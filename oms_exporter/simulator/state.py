@@ -10,8 +10,8 @@ import random
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Final, Literal
+from dataclasses import dataclass, field, replace
+from typing import Final, Literal, cast
 
 from aiohttp import web
 
@@ -33,6 +33,8 @@ class SimulatorConfig:
     time_scale: float = 1.0
     fault_rate: float = 0.0
     seed: int = 0
+    # (project ID, fault) pairs set at start and after every reset, e.g. for a soak.
+    faults: tuple[tuple[str, str], ...] = ()
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
@@ -43,6 +45,11 @@ class SimulatorConfig:
             raise ValueError(f"scenario must be demo or bulk, not {self.scenario!r}")
         if self.projects < 0 or self.time_scale <= 0 or not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("need projects >= 0, time_scale > 0 and 0 <= fault_rate <= 1")
+        for project_id, fault in self.faults:
+            if fault not in scenario.FAULTS:
+                raise ValueError(
+                    f"fault of {project_id!r} must be one of {sorted(scenario.FAULTS)}"
+                )
 
 
 class SimState:
@@ -66,8 +73,13 @@ class SimState:
         self.reset()
 
     def reset(self) -> None:
-        """Restart every project's lifecycle from the scenario and forget all overrides."""
+        """Restart every lifecycle from the scenario; forget overrides but the configured faults."""
         self.projects: dict[str, ProjectDef] = {p.id: p for p in self.baseline}
+        for project_id, fault in self.config.faults:
+            defn = self.projects.get(project_id)
+            if defn is None:
+                raise ValueError(f"no project {project_id!r} to give the fault {fault!r}")
+            self.projects[project_id] = replace(defn, fault=cast(scenario.Fault, fault))
         self.started_at = self.config.clock()
         self.down = False
         self.paths: Counter[str] = Counter()
