@@ -52,6 +52,8 @@ class ExporterConfig:
     max_concurrency: int
     max_response_bytes: int
     stale_after_seconds: float
+    steady_steps_every_rounds: int
+    settled_poll_every_rounds: int
     shard: Shard
     log_level: str
     log_format: str
@@ -163,6 +165,8 @@ def build_config(settings: Settings) -> ExporterConfig:
         max_concurrency=settings.max_concurrency,
         max_response_bytes=settings.max_response_bytes,
         stale_after_seconds=settings.stale_after_seconds,
+        steady_steps_every_rounds=settings.steady_steps_every_rounds,
+        settled_poll_every_rounds=settings.settled_poll_every_rounds,
         shard=shard,
         log_level=settings.log_level,
         log_format=settings.log_format,

@@ -39,8 +39,10 @@ _TRIP_AFTER: Final = 3
 # A project OMS says does not exist is polled less and less often, but at least every
 # 5 minutes: OMSProjectNotFound looks at increase(...[15m]) and must not see a gap.
 MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
-# Statuses whose steps no longer change: fetch them once.
+# Statuses that no longer change by themselves: steps fetched once, progress seldom.
 _SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
+# A step in this state is moving: its details change from round to round.
+_MOVING_STEP: Final = "RUNNING"
 
 Clock = Callable[[], float]
 
@@ -66,6 +68,15 @@ class TargetState:
     not_found: dict[str, tuple[int, float]] = field(default_factory=dict)
     # Removed by a reload: results of a round still in flight are dropped, not written.
     retired: bool = False
+    # project_id -> the round (Poller.rounds) its steps, or its progress, were last asked
+    steps_round: dict[str, int] = field(default_factory=dict)
+    progress_round: dict[str, int] = field(default_factory=dict)
+
+    def forget(self, project_id: str) -> None:
+        """Drop what was kept for a project no longer polled."""
+        self.not_found.pop(project_id, None)
+        self.steps_round.pop(project_id, None)
+        self.progress_round.pop(project_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +124,10 @@ class Poller:
         self.request_timeout_seconds = request_timeout_seconds
         self.max_concurrency = max_concurrency
         self.shard = Shard()
+        # Ask OMS only what can have changed: steps of a project in steady incremental
+        # sync, and the progress of a FINISHED/RELEASED/DELETED one, every N rounds.
+        self.steady_steps_every_rounds = 10
+        self.settled_poll_every_rounds = 10
         self.targets: dict[str, Target] = {}
         self.first_round_done = asyncio.Event()
         self.rounds = 0
@@ -135,8 +150,12 @@ class Poller:
         request_timeout_seconds: float,
         max_concurrency: int,
         shard: Shard,
+        steady_steps_every_rounds: int = 10,
+        settled_poll_every_rounds: int = 10,
     ) -> None:
         """Replace what is polled; state is kept per OMS name, the store follows."""
+        self.steady_steps_every_rounds = steady_steps_every_rounds
+        self.settled_poll_every_rounds = settled_poll_every_rounds
         self.interval_seconds = interval_seconds
         self.request_timeout_seconds = request_timeout_seconds
         self.max_concurrency = max_concurrency
@@ -182,7 +201,7 @@ class Poller:
         state.project_ids = [pid for pid in merged if self.shard.owns(target.name, pid)]
         for project_id in self.store.set_projects(target.name, state.project_ids):
             target.client.forget(project_id)
-            state.not_found.pop(project_id, None)
+            state.forget(project_id)
         self.metrics.projects.labels(target.name).set(len(state.project_ids))
 
     async def run(self) -> None:
@@ -247,7 +266,7 @@ class Poller:
         if target.discovers and self._monotonic() >= state.next_discovery:
             await self._discover(target)
         now = self._clock()
-        due = deque(pid for pid in state.project_ids if self._due(state, pid, now))
+        due = deque(pid for pid in state.project_ids if self._due(target, pid, now))
         if not due:
             return
         outcome = _RoundOutcome()
@@ -271,10 +290,18 @@ class Poller:
             )
         self._set_reachable(target, outcome)
 
-    @staticmethod
-    def _due(state: TargetState, project_id: str, now: float) -> bool:
-        entry = state.not_found.get(project_id)
-        return entry is None or now >= entry[1]
+    def _due(self, target: Target, project_id: str, now: float) -> bool:
+        """Whether to poll a project this round: not while backing off, seldom if settled."""
+        entry = target.state.not_found.get(project_id)
+        if entry is not None:
+            return now >= entry[1]
+        known = self.store.get(target.name, project_id)
+        if known is None or not known.up or known.progress is None or not target.state.reachable:
+            return True  # while the OMS is down, settled projects follow it down and back
+        if known.progress.status not in _SETTLED:
+            return True
+        last = target.state.progress_round.get(project_id)
+        return last is None or self.rounds - last >= self.settled_poll_every_rounds
 
     async def _poll_project(
         self, target: Target, project_id: str, deadline: float, outcome: _RoundOutcome
@@ -324,6 +351,7 @@ class Poller:
             outcome.answered = True
             outcome.transport_failures = 0
             target.state.not_found.pop(project_id, None)
+            target.state.progress_round[project_id] = self.rounds
             before = self.store.get(target.name, project_id)
             if target.config.step_details:
                 progress = await self._with_steps(target, progress, before)
@@ -340,15 +368,33 @@ class Poller:
     async def _with_steps(
         self, target: Target, progress: ProjectProgress, before: ProjectState | None
     ) -> ProjectProgress:
-        """Add per-step details; a finished project's steps are fetched once, then reused."""
-        known = before.progress.steps if before and before.progress else None
-        if known is not None and progress.status in _SETTLED:
-            return replace(progress, steps=known)
+        """Add per-step details, asking OMS only when they can have changed.
+
+        Asked while a step runs or when the progress answer moved; in steady incremental
+        sync (the checkpoint is in the progress answer already) every N rounds; for a
+        settled project once.
+        """
+        known_progress = before.progress if before is not None else None
+        known = known_progress.steps if known_progress is not None else None
+        if known is not None and known_progress is not None:
+            if progress.status in _SETTLED:
+                return replace(progress, steps=known)
+            last = target.state.steps_round.get(progress.project_id)
+            steady = (
+                not _moved(known_progress, progress)
+                and not any(step.status == _MOVING_STEP for step in known)
+                and last is not None
+                and self.rounds - last < self.steady_steps_every_rounds
+            )
+            if steady:
+                return replace(progress, steps=known)
         try:
             steps = await target.client.fetch_steps(progress.project_id)
         except OmsError as error:
             log.debug("no step details for %s: %s", progress.project_id, error)
             steps = known
+        else:
+            target.state.steps_round[progress.project_id] = self.rounds
         return progress if steps is None else replace(progress, steps=steps)
 
     def _count_failure(self, target: Target, error: OmsError, outcome: _RoundOutcome) -> None:
@@ -416,6 +462,17 @@ class Poller:
                     extra={"oms": target.name},
                 )
         state.reachable = reachable
+
+
+def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:
+    """Whether the progress answer says more than "the checkpoint moved"."""
+    return (
+        old.status != new.status
+        or old.current_step != new.current_step
+        or old.struct_progress_ratio != new.struct_progress_ratio
+        or old.full_progress_ratio != new.full_progress_ratio
+        or old.features != new.features
+    )
 
 
 def _name(exc: BaseException) -> str:

@@ -225,6 +225,8 @@ class Exporter:
             request_timeout_seconds=config.request_timeout_seconds,
             max_concurrency=config.max_concurrency,
             shard=config.shard,
+            steady_steps_every_rounds=config.steady_steps_every_rounds,
+            settled_poll_every_rounds=config.settled_poll_every_rounds,
         )
         self.collector.configure(
             stale_after_seconds=config.stale_after_seconds,
@@ -254,7 +256,12 @@ class Exporter:
             max_response_bytes=config.max_response_bytes,
             observer=self.metrics.request_observer(target.name),
         )
-        client = OmsClient(transport=transport, api=target.api, oms_name=target.name)
+        client = OmsClient(
+            transport=transport,
+            api=target.api,
+            oms_name=target.name,
+            observer=self.metrics.client_observer(target.name),
+        )
         return _Connection(session=session, client=client, key=key)
 
     def _retire(self, session: aiohttp.ClientSession) -> None:

@@ -227,6 +227,18 @@ class Settings(BaseSettings):
     step_details: bool = Field(
         default=True, description="poll 4.x DescribeProjectSteps for per-step metrics"
     )
+    steady_steps_every_rounds: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="in steady incremental sync, ask DescribeProjectSteps every N rounds",
+    )
+    settled_poll_every_rounds: int = Field(
+        default=10,
+        ge=1,
+        le=1000,
+        description="poll FINISHED, RELEASED and DELETED projects every N rounds",
+    )
     shard_index: int | None = Field(
         default=None, ge=0, description="this replica's shard (default: StatefulSet ordinal)"
     )

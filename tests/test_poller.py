@@ -14,7 +14,7 @@ from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import Store
 from tests.conftest import ClientUnderTest, target_config
-from tests.oms_replay import ReplayOms, Reply
+from tests.oms_replay import ReplayOms, Reply, progress_with
 
 MakeClient = Callable[..., ClientUnderTest]
 GOOD = Reply.fixture("v4_progress.json")
@@ -230,3 +230,31 @@ async def test_an_exception_while_fetching_steps_marks_only_that_project_down(
     assert state is not None
     assert (state.up, state.last_error_reason) == (False, Reason.INVALID)
     assert state.last_error_message == "internal error: OverflowError"
+
+
+async def test_oms_is_asked_only_what_can_have_changed(replay: ReplayOms, make_client: MakeClient):
+    """Steps while they move, every 10th round in steady sync; settled progress every 10th."""
+    replay.v4["full"] = GOOD  # FULL_TRANSFER running: steps every round
+    replay.steps["full"] = Reply.fixture("v4_steps.json")
+    replay.v4["steady"] = GOOD
+    replay.steps["steady"] = Reply.fixture("v4_steps_incr_steady.json")
+    replay.v4["done"] = progress_with("v4_progress.json", status="FINISHED")
+    replay.steps["done"] = Reply.fixture("v4_steps_incr_steady.json")
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    ids = ["full", "steady", "done"]
+    configure(poller, [(target_config("oms", ids, step_details=True), cut)])
+    for _ in range(20):
+        await poller.poll_round()
+
+    def asked(action: str, project_id: str) -> int:
+        return sum(1 for s in replay.seen if s.action == action and s.project_id == project_id)
+
+    assert asked("DescribeProjectSteps", "full") == 20
+    assert asked("DescribeProjectSteps", "steady") == 2  # rounds 0 and 10
+    assert asked("DescribeProjectProgress", "steady") == 20
+    steady_per_poll = (asked("DescribeProjectSteps", "steady") + 20) / 20
+    assert steady_per_poll <= 1.2
+    assert asked("DescribeProjectProgress", "done") == 2  # rounds 0 and 10
+    assert asked("DescribeProjectSteps", "done") == 1  # settled: once
+    assert all(up(poller, pid) for pid in ids)

@@ -44,8 +44,14 @@ def test_oms_down_then_back():
         wait_for(lambda: all_up(exp.url, DEMO))
         post_json(oms.url + "/_sim/down", {"down": True})
         wait_for(lambda: metric_value(scrape(exp.url), "oms_up") == 0.0)
-        body = scrape(exp.url)
-        assert all(metric_value(body, "oms_project_up", project_id=pid) == 0.0 for pid in DEMO)
+        # FINISHED projects, polled every 10th round, follow their OMS down a round later.
+        wait_for(
+            lambda: all(
+                metric_value(scrape(exp.url), "oms_project_up", project_id=pid) == 0.0
+                for pid in DEMO
+            ),
+            timeout=3,
+        )
         requests_before = json.loads(get(oms.url + "/_sim/requests")[1])["total"]
         time.sleep(3)  # three rounds at a 1 s interval
         requests_after = json.loads(get(oms.url + "/_sim/requests")[1])["total"]
