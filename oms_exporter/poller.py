@@ -25,7 +25,13 @@ from typing import Final
 from oms_exporter.config import TargetConfig
 from oms_exporter.model import ProjectProgress, Reason
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
-from oms_exporter.oms.errors import OmsError, is_transient
+from oms_exporter.oms.errors import (
+    OmsApiError,
+    OmsError,
+    OmsHttpError,
+    OmsProjectNotFound,
+    is_transient,
+)
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import ProjectState, Store
@@ -43,6 +49,9 @@ MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
 _SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 # A step in this state is moving: its details change from round to round.
 _MOVING_STEP: Final = "RUNNING"
+# An optional Action an OMS refused is asked again after this many rounds.
+ACTION_PROBE_EVERY_ROUNDS: Final = 10
+_STEPS_ACTION: Final = "DescribeProjectSteps"
 
 Clock = Callable[[], float]
 
@@ -71,6 +80,8 @@ class TargetState:
     # project_id -> the round (Poller.rounds) its steps, or its progress, were last asked
     steps_round: dict[str, int] = field(default_factory=dict)
     progress_round: dict[str, int] = field(default_factory=dict)
+    # optional Action -> the round this OMS last refused it (see _action_refused)
+    refused_actions: dict[str, int] = field(default_factory=dict)
 
     def forget(self, project_id: str) -> None:
         """Drop what was kept for a project no longer polled."""
@@ -184,6 +195,7 @@ class Poller:
             state.not_found.clear()
             state.reachable = True
             state.discovery_unavailable = False
+            state.refused_actions.clear()
         if config.discovery is None:
             state.discovered_ids = None
         elif not (same_client and config.discovery == old.config.discovery):
@@ -388,14 +400,43 @@ class Poller:
             )
             if steady:
                 return replace(progress, steps=known)
+        if not self._may_ask(target, _STEPS_ACTION):
+            return progress if known is None else replace(progress, steps=known)
         try:
             steps = await target.client.fetch_steps(progress.project_id)
         except OmsError as error:
             log.debug("no step details for %s: %s", progress.project_id, error)
+            if _action_refused(error):
+                self._refuse_action(target, _STEPS_ACTION, error)
             steps = known
         else:
             target.state.steps_round[progress.project_id] = self.rounds
+            self._allow_action(target, _STEPS_ACTION)
         return progress if steps is None else replace(progress, steps=steps)
+
+    def _may_ask(self, target: Target, action: str) -> bool:
+        """An Action this OMS refused is asked again only every few rounds."""
+        refused = target.state.refused_actions.get(action)
+        return refused is None or self.rounds - refused >= ACTION_PROBE_EVERY_ROUNDS
+
+    def _refuse_action(self, target: Target, action: str, error: OmsError) -> None:
+        state = target.state
+        if action not in state.refused_actions:
+            log.warning(
+                "OMS %s refuses %s (%s): not asked again for %d rounds; projects stay up",
+                target.name, action, error, ACTION_PROBE_EVERY_ROUNDS,
+                extra={"oms": target.name, "action": action},
+            )  # fmt: skip
+        state.refused_actions[action] = self.rounds
+        if not state.retired:
+            self.metrics.action_available.labels(target.name, action).set(0)
+
+    def _allow_action(self, target: Target, action: str) -> None:
+        state = target.state
+        if state.refused_actions.pop(action, None) is not None:
+            log.info("OMS %s answers %s again", target.name, action, extra={"oms": target.name})
+        if not state.retired:
+            self.metrics.action_available.labels(target.name, action).set(1)
 
     def _count_failure(self, target: Target, error: OmsError, outcome: _RoundOutcome) -> None:
         """Trip the round's breaker after a few transport failures with no answer from OMS.
@@ -462,6 +503,15 @@ class Poller:
                     extra={"oms": target.name},
                 )
         state.reachable = reachable
+
+
+def _action_refused(error: OmsError) -> bool:
+    """An answer that says "not this Action", rather than "not this project" or "not now"."""
+    if isinstance(error, OmsProjectNotFound) or is_transient(error):
+        return False
+    if isinstance(error, OmsApiError):
+        return True
+    return isinstance(error, OmsHttpError) and error.status in (400, 404, 405, 501)
 
 
 def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:

@@ -19,6 +19,8 @@ from oms_exporter.model import Reason
 from oms_exporter.oms.client import ClientObserver
 from oms_exporter.oms.transport import RequestObserver
 
+# The optional 4.x Actions whose availability is tracked per OMS: a closed set of labels.
+OPTIONAL_ACTIONS = ("DescribeProjectSteps",)
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -100,6 +102,13 @@ class SelfMetrics:
             "oms_discovery_errors",
             "Failed project discoveries by reason.",
             ["oms", "reason"],
+            registry=r,
+        )
+        self.action_available = Gauge(
+            "oms_api_action_available",
+            "1 if this OMS answers this optional API Action, 0 if it refused it "
+            "(asked again every 10 rounds).",
+            ["oms", "action"],
             registry=r,
         )
         # --- what the OMS client repaired in hostile answers (oms/client.py) ---
@@ -193,3 +202,6 @@ class SelfMetrics:
             for counter in (self.request_errors, self.discovery_errors):
                 with contextlib.suppress(KeyError):
                     counter.remove(oms, reason.value)
+        for action in OPTIONAL_ACTIONS:
+            with contextlib.suppress(KeyError):
+                self.action_available.remove(oms, action)

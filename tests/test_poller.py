@@ -258,3 +258,32 @@ async def test_oms_is_asked_only_what_can_have_changed(replay: ReplayOms, make_c
     assert asked("DescribeProjectProgress", "done") == 2  # rounds 0 and 10
     assert asked("DescribeProjectSteps", "done") == 1  # settled: once
     assert all(up(poller, pid) for pid in ids)
+
+
+async def test_an_oms_refusing_the_steps_action_is_not_asked_every_round(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """PARAM_ERROR to DescribeProjectSteps: marked unavailable, probed every 10 rounds."""
+    ids = [f"p{i}" for i in range(10)]
+    refused = Reply.json({"success": False, "code": "PARAM_ERROR", "message": "no such Action"})
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+        replay.steps[project_id] = refused
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ids, step_details=True), cut)], concurrency=2)
+    available = poller.metrics.action_available.labels("oms", "DescribeProjectSteps")
+    for _ in range(10):
+        await poller.poll_round()
+    assert available._value.get() == 0
+    assert len(replay.seen) / (10 * len(ids)) <= 1.2  # progress, DescribeProject once, steps
+    steps_asked = replay.count(action="DescribeProjectSteps")
+    assert steps_asked <= 2  # the two workers in flight when the first refusal came
+    assert all(up(poller, pid) for pid in ids)
+
+    replay.steps["p0"] = Reply.fixture("v4_steps.json")  # OMS upgraded
+    for project_id in ids[1:]:
+        replay.steps[project_id] = Reply.fixture("v4_steps.json")
+    await poller.poll_round()  # round 10: probed again
+    assert replay.count(action="DescribeProjectSteps") > steps_asked
+    assert available._value.get() == 1
