@@ -68,18 +68,36 @@ def errors_by_reason(body: str) -> dict[str, float]:
     return totals
 
 
+# Every hostile answer the simulator can act out, each for its own project (issue 11):
+# the soak must show them contained while the other projects keep being polled.
+HOSTILE_FAULTS = (
+    "surrogate_id", "surrogate_name", "surrogate_status", "huge_number", "deep_nesting",
+    "deep_error_body", "huge_total", "gzip_bomb", "millisecond_checkpoint", "many_steps",
+    "redirect", "oversized",
+)  # fmt: skip
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--projects", type=int, default=1000)
     parser.add_argument("--minutes", type=float, default=3.0)
     parser.add_argument("--fault-rate", type=float, default=0.05)
     parser.add_argument("--out", type=Path, default=HERE / "SOAK.md")
+    parser.add_argument(
+        "--no-hostile", dest="hostile", action="store_false",
+        help="leave out the hostile answers (one project per fault)",
+    )  # fmt: skip
     options = parser.parse_args()
+    hostile = [
+        arg
+        for index, fault in enumerate(HOSTILE_FAULTS if options.hostile else (), start=1)
+        for arg in ("--fault", f"p_sim_{index:06d}={fault}")
+    ]
     logs = Path(tempfile.mkdtemp(prefix="oms-soak-"))
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("OMS_EXPORTER_")}
     sim, sim_url = start(
         ["simulate", "--port", "0", "--scenario", "bulk", "--projects", str(options.projects),
-         "--fault-rate", str(options.fault_rate), "--password", "soak-pass"],
+         "--fault-rate", str(options.fault_rate), "--password", "soak-pass", *hostile],
         base_env,
         r"listening on (http://\S+)",
         logs / "simulator.log",
@@ -132,6 +150,8 @@ def main() -> int:
         f"{os.cpu_count()} cores, Python {platform.python_version()}\n\n"
         f"| figure | value |\n|---|---|\n"
         f"| projects, interval, fault rate | {options.projects}, 1 s, {options.fault_rate} |\n"
+        f"| hostile answers (one project each) | {len(hostile) // 2}: "
+        f"{', '.join(HOSTILE_FAULTS) if hostile else 'none'} |\n"
         f"| duration after warm-up | {options.minutes} min |\n"
         f"| exporter alive at the end | {alive} |\n"
         f"| poll rounds completed | {rounds.group(1) if rounds else '?'} |\n"
