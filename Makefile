@@ -4,59 +4,90 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# `make demo` needs the exporter only; everything else also needs the dev extra.
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP := $(VENV)/.installed-dev
 # Debian packages the tests use: promtool, amtool and real Prometheus/Alertmanager servers,
 # systemd-analyze for the unit file, openssl for test certificates, chromium for the
 # status page's real-browser test.
 DEBIAN_TOOLS := prometheus prometheus-alertmanager systemd openssl chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Options for scripts/demo_stack.py, e.g. DEMO_STACK_ARGS="--prometheus-port 9090".
+DEMO_STACK_ARGS ?=
 
-.PHONY: demo test lint typecheck pytest tools venv clean bench soak
+# $(call debian_install,COMMANDS,PACKAGES): install PACKAGES from Debian when one of
+# COMMANDS is missing.
+define debian_install
+	@if ! { $(foreach command,$(1),command -v $(command) >/dev/null &&) true; }; then \
+	  echo "Installing $(2) from Debian..."; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(2) >/dev/null; \
+	fi
+endef
 
-demo: $(STAMP)
+.PHONY: demo demo-stack test lint typecheck pytest tools stack-tools venv clean bench soak \
+	dashboards screenshot
+
+demo: $(RUNTIME_STAMP)
 	@echo "Starting the exporter against its built-in OMS simulator (Ctrl-C to stop)..."
 	$(BIN)/oms-exporter --demo
 
-test: $(STAMP) tools lint typecheck pytest
+# The simulator and exporter, a real Prometheus with the shipped rules and a real
+# Alertmanager with the example config, on 127.0.0.1; Ctrl-C stops them all.
+demo-stack: $(RUNTIME_STAMP) stack-tools
+	$(BIN)/python scripts/demo_stack.py $(DEMO_STACK_ARGS)
 
-venv: $(STAMP)
+test: $(DEV_STAMP) tools lint typecheck pytest
 
-$(STAMP): pyproject.toml
+venv: $(DEV_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV_STAMP): $(RUNTIME_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $@
 
 # Install promtool/amtool (and the servers) from Debian when they are missing.
 tools:
-	@if ! command -v promtool >/dev/null || ! command -v amtool >/dev/null \
-	    || ! command -v prometheus >/dev/null || ! command -v prometheus-alertmanager >/dev/null \
-	    || ! command -v systemd-analyze >/dev/null || ! command -v openssl >/dev/null \
-	    || ! command -v chromium >/dev/null; then \
-	  echo "Installing $(DEBIAN_TOOLS) from Debian..."; \
-	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEBIAN_TOOLS) >/dev/null; \
-	fi
+	$(call debian_install,promtool amtool prometheus prometheus-alertmanager systemd-analyze openssl chromium,$(DEBIAN_TOOLS))
 	@promtool --version | head -n 1
 
-lint: $(STAMP)
+# Only the servers `make demo-stack` runs.
+stack-tools:
+	$(call debian_install,prometheus prometheus-alertmanager,prometheus prometheus-alertmanager)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no tests: that is a failure here, as is any other non-zero.
-pytest: $(STAMP)
+pytest: $(DEV_STAMP)
 	$(BIN)/pytest
+
+# grafana/dashboards/*.json from the code in grafana/oms_dashboards (a test checks that
+# the committed files are its output).
+dashboards: $(DEV_STAMP)
+	$(BIN)/python -m grafana.oms_dashboards
+
+# docs/status-page.png: the demo's status page in headless Chromium.
+screenshot: $(DEV_STAMP)
+	$(call debian_install,chromium,chromium)
+	$(BIN)/python scripts/demo_stack.py --screenshot docs/status-page.png
 
 # Benchmarks: 100, 1,000 and 10,000 projects against the simulator; writes bench/RESULTS.md
 # (about 12 minutes). A 50-project smoke version runs in `make test`.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/run.py
 
 # Soak: 1,000 projects at a 1 s interval with faults for 3 minutes; appends to scripts/SOAK.md.
-soak: $(STAMP)
+soak: $(DEV_STAMP)
 	$(BIN)/python scripts/soak.py --projects 1000 --minutes 3
 
 clean:
