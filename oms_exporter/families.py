@@ -31,6 +31,12 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+def escape_help(text: str, *, openmetrics: bool) -> str:
+    """Escape HELP as prometheus_client does: OpenMetrics also escapes the double quote."""
+    escaped = text.replace("\\", "\\\\").replace("\n", "\\n")
+    return escaped.replace('"', '\\"') if openmetrics else escaped
+
+
 def label(name: str, value: str) -> str:
     return f',{name}="{escape_label(value)}"'
 
@@ -290,7 +296,7 @@ def header(family: Family, *, openmetrics: bool, poll_note: str) -> str:
             kind = "gauge"
     elif kind == "counter" and not openmetrics:
         name = sample_name(family)
-    text = f"{family.help} {poll_note}".replace("\\", "\\\\").replace("\n", "\\n")
+    text = escape_help(f"{family.help} {poll_note}", openmetrics=openmetrics)
     return f"# HELP {name} {text}\n# TYPE {name} {kind}\n"
 
 

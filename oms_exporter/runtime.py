@@ -283,6 +283,7 @@ async def run(
     banner: str | None = None,
 ) -> int:
     """Run the exporter until SIGTERM or SIGINT; SIGHUP reloads the configuration."""
+    from oms_exporter.httpserver import KEEPALIVE_TIMEOUT_SECONDS, start_site
     from oms_exporter.web import create_app
 
     setup_logging(level=config.log_level, fmt=config.log_format)
@@ -294,13 +295,13 @@ async def run(
         access_log=None,
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+        keepalive_timeout=KEEPALIVE_TIMEOUT_SECONDS,
     )
     try:
         await runner.setup()
         ssl_context = config.web_config.ssl_context if config.web_config else None
-        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         try:
-            await site.start()
+            await start_site(runner, host=host, port=port, ssl_context=ssl_context)
         except OSError as exc:
             raise StartupError(
                 f"cannot listen on {config.listen_address}: {exc.strerror}"

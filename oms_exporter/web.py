@@ -1,64 +1,118 @@
 """The HTTP face: /metrics, the landing page, /healthz, /readyz, /-/reload; serves only.
 
-The exporter's life (tasks, sessions, reload) belongs to ``runtime.Exporter``.
+The exporter's life (tasks, sessions, reload) belongs to ``runtime.Exporter``; how
+connections are accepted and timed out, to ``httpserver``. Scrapes that overlap in time
+share one render of /metrics (``scrapes.SharedRenders``): 200 at once cost one body.
 """
 
 from __future__ import annotations
 
 import asyncio
-import zlib
+from collections.abc import Iterator
 from typing import Final
 
 from aiohttp import hdrs, web
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
-from oms_exporter.collector import pieces
 from oms_exporter.landing import render_landing
 from oms_exporter.runtime import Exporter
+from oms_exporter.scrapes import Reader, SharedRenders
 from oms_exporter.webconfig import WebConfig, auth_middleware
 
 EXPORTER_KEY: Final = web.AppKey("exporter", Exporter)
 TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+# Written a slice at a time, each drained before the next: a slow client holds one slice
+# and the transport's 64 KiB, not a copy of the body.
+WRITE_BYTES: Final = 64 * 1024
+# A client that takes a slice this long is not reading: drop it, and its hold on a render.
+WRITE_STALL_TIMEOUT_SECONDS: Final = 30.0
+
+
+def _tokens(header: str) -> Iterator[tuple[str, float]]:
+    """(lower-cased value, q) per comma-separated token; a malformed q counts as 0."""
+    for token in header.split(","):
+        value, *params = token.split(";")
+        q = 1.0
+        for param in params:
+            name, _, number = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(number.strip())
+                except ValueError:
+                    q = 0.0
+        yield value.strip().lower(), q
 
 
 def wants_openmetrics(accept: str) -> bool:
-    return any(
-        part.split(";")[0].strip() == "application/openmetrics-text" for part in accept.split(",")
-    )
+    """OpenMetrics when the client lists it, as prometheus_client decides, unless at q=0."""
+    return any(value == "application/openmetrics-text" and q > 0 for value, q in _tokens(accept))
+
+
+def gzip_accepted(accept_encoding: str) -> bool:
+    """Whether gzip may be sent: ``gzip;q=0`` forbids it, ``*`` covers it when unnamed."""
+    named: float | None = None
+    anything: float | None = None
+    for value, q in _tokens(accept_encoding):
+        if value in ("gzip", "x-gzip"):
+            named = q if named is None else max(named, q)
+        elif value == "*":
+            anything = q
+    if named is not None:
+        return named > 0
+    return anything is not None and anything > 0
+
+
+RENDERS_KEY: Final = web.AppKey("renders", SharedRenders)
+
+
+def _parts(exporter: Exporter, *, openmetrics: bool) -> list[bytes | list[bytes]]:
+    parts = exporter.collector.render_parts(openmetrics=openmetrics)
+    if openmetrics:
+        parts.append(generate_openmetrics(exporter.metrics.registry))  # type: ignore[no-untyped-call]
+    else:
+        parts.append(generate_latest(exporter.metrics.registry))
+    return parts
+
+
+async def _send(response: web.StreamResponse, reader: Reader) -> None:
+    """Write every piece in slices; a stalled client raises TimeoutError."""
+    while (piece := await reader.next_piece()) is not None:
+        view = memoryview(piece)
+        for start in range(0, len(view), WRITE_BYTES):
+            async with asyncio.timeout(WRITE_STALL_TIMEOUT_SECONDS):
+                await response.write(view[start : start + WRITE_BYTES])
+        # A fast client never makes write() wait: yield anyway, so that one large body does
+        # not hold the loop, and scrapes arriving meanwhile can join this render.
+        await asyncio.sleep(0)
 
 
 async def metrics(request: web.Request) -> web.StreamResponse:
     exporter = request.app[EXPORTER_KEY]
     openmetrics = wants_openmetrics(request.headers.get(hdrs.ACCEPT, ""))
-    parts = exporter.collector.render_parts(openmetrics=openmetrics)
-    if openmetrics:
-        parts.append(generate_openmetrics(exporter.metrics.registry))  # type: ignore[no-untyped-call]
-        content_type = OPENMETRICS_CONTENT_TYPE
-    else:
-        parts.append(generate_latest(exporter.metrics.registry))
-        content_type = TEXT_CONTENT_TYPE
+    gzip = gzip_accepted(request.headers.get(hdrs.ACCEPT_ENCODING, ""))
+    content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
     response = web.StreamResponse(
         headers={hdrs.CONTENT_TYPE: content_type, hdrs.VARY: hdrs.ACCEPT_ENCODING}
     )
-    gzip = "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, "").lower()
     if gzip:
         response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-    # Chunked, a batch of lines at a time: no copy of a large exposition is ever whole.
+    # Chunked, a slice at a time: no copy of a large exposition is made per scrape.
     response.enable_chunked_encoding()
-    await response.prepare(request)
-    # Level 1: at 10,000 projects (about 20 MB) level 6 costs 4x the time for 10% less.
-    compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzip else None  # 31: gzip
-    for piece in pieces(parts):
-        if compressor is not None:
-            # In a thread: zlib releases the GIL, so compression runs beside the event loop.
-            piece = await asyncio.to_thread(compressor.compress, piece)
-        if piece:
-            await response.write(piece)
-    if compressor is not None:
-        await response.write(compressor.flush())
-    await response.write_eof()
+
+    def produce(openmetrics: bool) -> list[bytes | list[bytes]]:
+        return _parts(exporter, openmetrics=openmetrics)
+
+    with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:
+        await response.prepare(request)
+        try:
+            await _send(response, reader)
+            await response.write_eof()
+        except (ConnectionError, TimeoutError):
+            # The client left or stopped reading: end quietly, it is not our error.
+            if request.transport is not None:
+                request.transport.abort()
     return response
 
 
@@ -96,6 +150,7 @@ def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.A
     middlewares = [auth_middleware(web_config)] if web_config and web_config.users else []
     app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
+    app[RENDERS_KEY] = SharedRenders()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)

@@ -30,6 +30,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from oms_exporter import __version__
+from oms_exporter.httpserver import limits_for
 from oms_exporter.simulator.scenario import demo_projects
 from tests.deploy_support import (
     DEFAULT_PORT,
@@ -575,6 +576,20 @@ def test_systemd_unit_sets_the_promised_sandbox() -> None:
         ("MemoryDenyWriteExecute", "yes"),
     ]:
         assert promised in entries, f"{promised[0]}={promised[1]} is missing"
+
+
+def test_systemd_unit_sets_a_file_limit_that_leaves_room_for_many_connections() -> None:
+    """systemd's default soft limit (1024) is what idle connections once used up."""
+    entries = [(section, v) for section, k, v in unit_entries(UNIT_FILE) if k == "LimitNOFILE"]
+    assert len(entries) == 1, "LimitNOFILE= must be set once"
+    ((section, value),) = entries
+    assert section == "Service"
+    assert value.isdigit(), f"LimitNOFILE={value}: one number sets soft and hard"
+    files = int(value)
+    assert files >= 8192
+    # The exporter's own cap under that limit: thousands of connections, files to spare.
+    assert limits_for(files).max_connections >= 4096
+    assert limits_for(files).max_connections <= files - 64 - files // 10
 
 
 def test_systemd_unit_hands_the_password_over_as_a_credential() -> None:
