@@ -16,7 +16,10 @@ from oms_exporter.model import (
     ALL_STATUSES,
     FEATURES,
     STEP_STATUSES,
+    VERIFY_RESULTS,
+    VERIFY_ROW_KINDS,
     FullTransfer,
+    FullVerification,
     ProjectDetails,
     Step,
 )
@@ -154,6 +157,44 @@ def _full_transfer(
     return samples
 
 
+def _alarming(state: ProjectState) -> Iterable[Sample]:
+    details = state.progress.details if state.progress is not None else None
+    if details is not None and details.alarming is not None:
+        yield "", 1.0 if details.alarming else 0.0
+
+
+def _checkpoint_samples(state: ProjectState) -> Iterable[Sample]:
+    if state.progress is None:
+        return
+    for point in state.progress.checkpoint_samples:
+        if point.seconds is not None:
+            yield label("direction", point.direction), point.seconds
+
+
+def _verification(state: ProjectState) -> FullVerification | None:
+    return state.progress.verification if state.progress is not None else None
+
+
+def _verify_different(state: ProjectState) -> Iterable[Sample]:
+    result = _verification(state)
+    if result is not None and result.different_rows is not None:
+        yield "", result.different_rows
+
+
+def _verify_rows(state: ProjectState) -> Iterable[Sample]:
+    result = _verification(state)
+    if result is not None:
+        for kind in VERIFY_ROW_KINDS:
+            yield label("kind", kind), result.rows.get(kind, 0.0)
+
+
+def _verify_tables(state: ProjectState) -> Iterable[Sample]:
+    result = _verification(state)
+    if result is not None:
+        for outcome in VERIFY_RESULTS:
+            yield label("result", outcome), float(result.tables_by_result.get(outcome, 0))
+
+
 def _last_success(state: ProjectState) -> Iterable[Sample]:
     if state.last_success_seconds is not None:
         yield "", state.last_success_seconds
@@ -182,7 +223,8 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
     ),
     Family(
         "oms_project_feature_enabled",
-        "1 if the project has this stage (struct, full, incr, reverse_incr), else 0.",
+        "1 if the project has this stage (struct, full, incr, reverse_incr, full_verify, "
+        "incr_verify), else 0.",
         "gauge",
         _features,
     ),
@@ -250,10 +292,78 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
         hidden_when_stale=True,
     ),
     Family(
+        "oms_project_full_transfer_source_bytes_per_second",
+        "Bytes per second read from the source during full transfer or verification "
+        "(OMS's srcIops).",
+        "gauge",
+        _full_transfer(lambda f: f.source_bytes_per_second),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_sink_bytes_per_second",
+        "Bytes per second written to the sink during full transfer or verification "
+        "(OMS's dstIops).",
+        "gauge",
+        _full_transfer(lambda f: f.sink_bytes_per_second),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_source_row_latency_seconds",
+        "Seconds per row read from the source (OMS's srcRt, sent in milliseconds).",
+        "gauge",
+        _full_transfer(lambda f: f.source_row_latency_seconds),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_transfer_sink_row_latency_seconds",
+        "Seconds per row written to the sink (OMS's dstRt, sent in milliseconds).",
+        "gauge",
+        _full_transfer(lambda f: f.sink_row_latency_seconds),
+        hidden_when_stale=True,
+    ),
+    Family(
         "oms_project_full_transfer_eta_seconds",
         "Estimated seconds until full transfer ends: rows left over the sink's current rate.",
         "gauge",
         _full_transfer(lambda f: f.eta_seconds),
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_incr_sync_checkpoint_sample_timestamp_seconds",
+        "When OMS last sampled the incremental checkpoint (INCR_TRANSFER's "
+        "checkpointSampleTimestamp), unix time; OMS samples every 10 s, so one that stops "
+        "advancing means OMS's own reporting is stuck.",
+        "gauge",
+        _checkpoint_samples,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_alarming",
+        "1 if OMS itself is alarming for this project (ListProjects alarmStats), else 0; "
+        "only when discovery lists the project.",
+        "gauge",
+        _alarming,
+    ),
+    Family(
+        "oms_project_full_verify_different_rows",
+        "Rows the full verification found different (OMS's differentNumber).",
+        "gauge",
+        _verify_different,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_verify_rows",
+        "Rows of the full verification by kind (consistent, mismatched, source_only, "
+        "dest_only), summed over its tables.",
+        "gauge",
+        _verify_rows,
+        hidden_when_stale=True,
+    ),
+    Family(
+        "oms_project_full_verify_tables",
+        "Tables of the full verification by result; every result present.",
+        "gauge",
+        _verify_tables,
         hidden_when_stale=True,
     ),
     Family(
@@ -273,6 +383,17 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
 LAG_FAMILY_NAME: Final = "oms_project_incr_sync_lag_seconds"
 LAG_HELP: Final = (
     "Incremental sync lag: time of this scrape minus the checkpoint, 0 if the checkpoint is ahead."
+)
+READY_FAMILY_NAME: Final = "oms_project_cutover_ready"
+READY_HELP: Final = (
+    "1 when this migration could cut over now: no blocker holds (computed at scrape time "
+    "from the last poll), else 0. Only migrations with incremental sync."
+)
+BLOCKED_FAMILY_NAME: Final = "oms_project_cutover_blocked"
+BLOCKED_HELP: Final = (
+    "1 for each cut-over blocker that holds now (stale, status, struct, full, "
+    "verification_running, verification_inconsistent, incr_not_running, lag, alarming), "
+    "0 for the others."
 )
 SKEW_FAMILY_NAME: Final = "oms_clock_skew_seconds"
 SKEW_HELP: Final = (

@@ -56,7 +56,9 @@ KNOWN_STATUSES: Final = (
 UNKNOWN: Final = "UNKNOWN"
 ALL_STATUSES: Final = (*KNOWN_STATUSES, UNKNOWN)
 ALARM_LEVELS: Final = ("HIGH", "MEDIUM", "LOW", "IGNORE")
-FEATURES: Final = ("struct", "full", "incr", "reverse_incr")
+# full_verify and incr_verify come from the project (ListProjects, DescribeProject), the
+# others from the progress answer.
+FEATURES: Final = ("struct", "full", "incr", "reverse_incr", "full_verify", "incr_verify")
 
 _STEP_PATTERN: Final = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 # Lone surrogates: valid as JSON escapes, not encodable as UTF-8 (labels, logs, HTML).
@@ -92,6 +94,11 @@ class ProjectDetails:
     sink_type: str = ""
     labels: str = ""  # label names, sorted and joined with ",", bounded in length
     status: str = UNKNOWN
+    # OMS's own alarm state (ListProjects' alarmStats.alarming); None when discovery did
+    # not supply it (DescribeProject is asked once, so its value would go stale).
+    alarming: bool | None = None
+    full_verify: bool | None = None  # enableFullVerify; None when OMS did not say
+    incr_verify: bool | None = None  # enableIncrVerify; None when OMS did not say
 
     @property
     def kind(self) -> Kind:
@@ -100,12 +107,20 @@ class ProjectDetails:
 
 @dataclass(frozen=True, slots=True)
 class FullTransfer:
-    """Row counts and rates of a full transfer step (its ``stepInfo``)."""
+    """Row counts and rates of a full transfer or full verification step (its ``stepInfo``).
+
+    OMS names byte rates ``srcIops``/``dstIops`` and sends per-row latencies
+    (``srcRt``/``dstRt``) in milliseconds; here they are bytes and seconds.
+    """
 
     processed_rows: float | None
     estimated_rows: float | None
     source_rows_per_second: float | None
     sink_rows_per_second: float | None
+    source_bytes_per_second: float | None = None
+    sink_bytes_per_second: float | None = None
+    source_row_latency_seconds: float | None = None
+    sink_row_latency_seconds: float | None = None
 
     @property
     def eta_seconds(self) -> float | None:
@@ -121,7 +136,10 @@ class Step:
     name: str
     status: str
     progress_ratio: float | None
-    full_transfer: FullTransfer | None = None
+    full_transfer: FullTransfer | None = None  # FULL_TRANSFER and FULL_VERIFIER
+    # When OMS last sampled the checkpoint (``checkpointSampleTimestamp``, INCR_TRANSFER:
+    # direction "forward"), read like a checkpoint: unix seconds, milliseconds converted.
+    checkpoint_sample: Checkpoint | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +159,24 @@ class ProjectProgress:
     checkpoints: tuple[Checkpoint, ...]
     details: ProjectDetails | None = None
     steps: tuple[Step, ...] | None = None
+    verification: FullVerification | None = None  # 4.x, while FULL_VERIFIER runs and after
+
+    def __post_init__(self) -> None:
+        """Give every feature of FEATURES a value: one a caller did not name is off."""
+        if any(feature not in self.features for feature in FEATURES):
+            complete = dict.fromkeys(FEATURES, False) | self.features
+            object.__setattr__(self, "features", complete)
 
     @property
     def name(self) -> str | None:
         return self.details.name if self.details and self.details.name else None
+
+    @property
+    def checkpoint_samples(self) -> tuple[Checkpoint, ...]:
+        """When OMS last sampled each direction's checkpoint, from the step details."""
+        if self.steps is None:
+            return ()
+        return tuple(step.checkpoint_sample for step in self.steps if step.checkpoint_sample)
 
 
 def clean_text(text: str) -> str:
@@ -195,6 +227,21 @@ def parse_bool(value: object) -> bool:
     return False
 
 
+def parse_optional_bool(value: object) -> bool | None:
+    """A yes or no OMS stated (true/false, 1/0, their strings); None for anything else."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float) and value in (0, 1):
+        return value == 1
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+    return None
+
+
 def parse_number(value: object) -> float | None:
     """Read an int, float or numeric string; anything else, or out of range, is unknown."""
     if isinstance(value, bool) or value is None:
@@ -212,6 +259,12 @@ def parse_number(value: object) -> float | None:
     else:
         return None
     return number if math.isfinite(number) and abs(number) <= NUMBER_LIMIT else None
+
+
+def parse_rate(value: object, *, scale: float = 1.0) -> float | None:
+    """A non-negative amount (rows, bytes, milliseconds), times ``scale``; else unknown."""
+    number = parse_number(value)
+    return None if number is None or number < 0 else number * scale
 
 
 def parse_count(value: object) -> int | None:
@@ -256,3 +309,74 @@ def checkpoint(direction: str, value: object) -> Checkpoint:
         raw=scalar_text(value),
         from_milliseconds=from_milliseconds,
     )
+
+
+# Full verification (ListProjectFullVerifyResult): the closed sets behind its labels.
+VERIFY_RESULTS: Final = (
+    "CONSISTENT",
+    "INCONSISTENT",
+    "SCHEMA_MISMATCH",
+    "INDEX_CONFLICT",
+    "TARGET_TABLE_NOT_EXIST",
+    "RUNTIME_EXCEPTION",
+    "BOTH_EMPTY",
+    "SOURCE_EMPTY",
+    "TARGET_EMPTY",
+    "MISMATCH_LIMIT",
+    "MISMATCH_LIMIT_NO_PK",
+    "NOT_CATEGORIZED",
+    "RUNNING",
+    UNKNOWN,
+)
+# Results that let a migration cut over; RUNNING is the verification still going.
+CONSISTENT_RESULTS: Final = frozenset({"CONSISTENT", "BOTH_EMPTY"})
+VERIFY_ROW_KINDS: Final = ("consistent", "mismatched", "source_only", "dest_only")
+VERIFY_TABLE_STATUSES: Final = ("RUNNING", "ERROR", "FINISHED", "SUSPEND", UNKNOWN)
+MAX_WORST_TABLES: Final = 20
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedTable:
+    """One table of a full verification, as the status page and `cutover` show it."""
+
+    source_schema: str
+    source_table: str
+    dest_schema: str
+    result: str  # one of VERIFY_RESULTS
+    status: str  # one of VERIFY_TABLE_STATUSES
+    progress_ratio: float | None
+    consistent_rows: float | None = None
+    mismatched_rows: float | None = None
+    source_only_rows: float | None = None
+    dest_only_rows: float | None = None
+
+    @property
+    def different_rows(self) -> float:
+        return sum(
+            value or 0.0
+            for value in (self.mismatched_rows, self.source_only_rows, self.dest_only_rows)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FullVerification:
+    """A project's full verification result: totals, tables by result, the worst tables.
+
+    Per-table series would be unbounded, so only totals become metrics; the worst tables
+    (at most MAX_WORST_TABLES, inconsistent first) are kept for people to read.
+    """
+
+    different_rows: float | None  # differentNumber
+    rows: dict[str, float]  # VERIFY_ROW_KINDS -> summed over tables
+    tables_by_result: dict[str, int]  # every one of VERIFY_RESULTS, 0 when none
+    table_count: int
+    worst_tables: tuple[VerifiedTable, ...] = ()
+
+    @property
+    def inconsistent_tables(self) -> int:
+        """Tables whose result blocks a cut-over (neither consistent nor still running)."""
+        return sum(
+            count
+            for result, count in self.tables_by_result.items()
+            if result not in CONSISTENT_RESULTS and result != "RUNNING"
+        )

@@ -26,6 +26,7 @@ from oms_exporter.config import TargetConfig
 from oms_exporter.model import ProjectProgress, Reason
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
+    OmsActionUnavailable,
     OmsApiError,
     OmsError,
     OmsHttpError,
@@ -509,8 +510,12 @@ def _action_refused(error: OmsError) -> bool:
     """An answer that says "not this Action", rather than "not this project" or "not now"."""
     if isinstance(error, OmsProjectNotFound) or is_transient(error):
         return False
-    if isinstance(error, OmsApiError):
+    if isinstance(error, OmsActionUnavailable):
         return True
+    # PARAM_ERROR is what an OMS without the Action is seen to answer; another business
+    # error (CM service unavailable, ...) is a passing state of that project, not "never".
+    if isinstance(error, OmsApiError):
+        return error.code == "PARAM_ERROR"
     return isinstance(error, OmsHttpError) and error.status in (400, 404, 405, 501)
 
 

@@ -77,7 +77,7 @@ LABEL_VALUES: dict[str, tuple[str, ...]] = {
     "api": ("v4", "v3-migration", "v3-sync"),
     "kind": ("migration", "sync", "unknown"),
     "alarm_level": ("HIGH", "MEDIUM", "LOW", "IGNORE", "UNKNOWN"),
-    "feature": ("struct", "full", "incr", "reverse_incr"),
+    "feature": ("struct", "full", "incr", "reverse_incr", "full_verify", "incr_verify"),
     "direction": ("forward", "reverse"),
     "reason": tuple(REASONS),
 }
@@ -100,6 +100,17 @@ CONTRACT: dict[str, frozenset[str]] = {
     "oms_project_full_transfer_source_rows_per_second": PROJECT | {"step"},
     "oms_project_full_transfer_sink_rows_per_second": PROJECT | {"step"},
     "oms_project_full_transfer_eta_seconds": PROJECT | {"step"},
+    "oms_project_full_transfer_source_bytes_per_second": PROJECT | {"step"},
+    "oms_project_full_transfer_sink_bytes_per_second": PROJECT | {"step"},
+    "oms_project_full_transfer_source_row_latency_seconds": PROJECT | {"step"},
+    "oms_project_full_transfer_sink_row_latency_seconds": PROJECT | {"step"},
+    "oms_project_incr_sync_checkpoint_sample_timestamp_seconds": PROJECT | {"direction"},
+    "oms_project_alarming": PROJECT,
+    "oms_project_full_verify_different_rows": PROJECT,
+    "oms_project_full_verify_rows": PROJECT | {"kind"},
+    "oms_project_full_verify_tables": PROJECT | {"result"},
+    "oms_project_cutover_ready": PROJECT,
+    "oms_project_cutover_blocked": PROJECT | {"blocker"},
     "oms_clock_skew_seconds": frozenset({"oms"}),
     "oms_up": frozenset({"oms"}),
     "oms_api_request_errors_total": frozenset({"oms", "reason"}),
@@ -134,6 +145,21 @@ OPTIONAL_METRICS = frozenset(
         "oms_project_full_transfer_eta_seconds",
         "oms_project_full_transfer_source_rows_per_second",
         "oms_project_full_transfer_sink_rows_per_second",
+        # Only where OMS reports them: byte rates and latencies in the step info, the
+        # checkpoint's sample time in INCR_TRANSFER's, the alarm state in ListProjects.
+        "oms_project_full_transfer_source_bytes_per_second",
+        "oms_project_full_transfer_sink_bytes_per_second",
+        "oms_project_full_transfer_source_row_latency_seconds",
+        "oms_project_full_transfer_sink_row_latency_seconds",
+        "oms_project_incr_sync_checkpoint_sample_timestamp_seconds",
+        "oms_project_alarming",
+        # Only for projects with a full verification result, and for migrations with
+        # incremental sync (the only ones that cut over).
+        "oms_project_full_verify_different_rows",
+        "oms_project_full_verify_rows",
+        "oms_project_full_verify_tables",
+        "oms_project_cutover_ready",
+        "oms_project_cutover_blocked",
     }
 )
 # Families only a sharded exporter (shard_count > 1) exposes; an unsharded one has none.

@@ -74,6 +74,7 @@ class Seen:
     action: str | None
     project_id: str | None
     authorization: str | None
+    body: dict[str, Any] | None = None  # the JSON object a 4.x request sent
 
 
 @dataclass
@@ -92,6 +93,9 @@ class ReplayOms:
     steps: dict[str, Reply] = field(default_factory=dict)
     list_answer: Reply | None = None  # answer every ListProjects page with this instead
     everything: Reply | None = None  # answer every API request with this (outages)
+    without_actions: set[str] = field(default_factory=set)  # Actions this OMS does not know
+    total_is_pages: bool = False  # ListProjects' totalCount counts pages, not records
+    refuse_sort: bool = False  # ListProjects answers PARAM_ERROR to sortField
     seen: list[Seen] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -122,7 +126,13 @@ class ReplayOms:
             headers=reply.headers,
         )
 
-    def _record(self, request: web.Request, action: str | None, project_id: str | None) -> None:
+    def _record(
+        self,
+        request: web.Request,
+        action: str | None,
+        project_id: str | None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         self.seen.append(
             Seen(
                 request.method,
@@ -130,6 +140,7 @@ class ReplayOms:
                 action,
                 project_id,
                 request.headers.get("Authorization"),
+                body,
             )
         )
 
@@ -141,14 +152,18 @@ class ReplayOms:
             project_id = str(body.get("id"))
         except (ValueError, AttributeError):
             project_id = None
-        self._record(request, action, project_id)
+        self._record(request, action, project_id, body if isinstance(body, dict) else None)
         if self.everything is not None:
             return await self._answer(self.everything)
         if not self.speaks_v4:
             return await self._answer(
                 self.v4_path_answer or Reply.fixture("nginx_404.html", status=404)
             )
+        if action in self.without_actions:  # an older OMS: the documented PARAM_ERROR shape
+            return await self._answer(Reply.fixture("v4_unknown_action.json"))
         if action == "ListProjects":
+            if self.refuse_sort and "sortField" in body:
+                return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
             return await self._answer(self.list_answer or self._page(body))
         if action == "DescribeProjectSteps":
             return await self._answer(
@@ -163,12 +178,14 @@ class ReplayOms:
         return await self._answer(reply)
 
     def _page(self, body: dict[str, Any]) -> Reply:
-        """Page as the document says: pageSize at most 150, totalCount counts records."""
+        """Page as the documents say: pageSize at most 150, totalCount counts records (the
+        Chinese documents, ODC) or pages (the English documents, ``total_is_pages``)."""
         number = int(body.get("pageNumber", 1))
         size = min(int(body.get("pageSize", 10)), 150)
         wanted = body.get("type")
         rows = [p for p in self.listed if wanted in (None, p.get("type"))]
         page = rows[(number - 1) * size : number * size]
+        total = -(-len(rows) // size) if self.total_is_pages else len(rows)
         return Reply.json(
             {
                 "success": True,
@@ -178,7 +195,7 @@ class ReplayOms:
                 "requestId": "r",
                 "pageNumber": number,
                 "pageSize": size,
-                "totalCount": len(rows),
+                "totalCount": total,
                 "cost": "5 ms",
                 "data": page,
             }

@@ -33,7 +33,14 @@ async def test_v4_documented_answer_is_normalised(replay: ReplayOms, make_client
     assert progress.status == "RUNNING"
     assert progress.alarm_level == "MEDIUM"
     assert progress.current_step == "PRE_CHECK"
-    assert progress.features == {"struct": True, "full": True, "incr": True, "reverse_incr": True}
+    assert progress.features == {
+        "struct": True,
+        "full": True,
+        "incr": True,
+        "reverse_incr": True,
+        "full_verify": False,  # DescribeProject did not say
+        "incr_verify": False,
+    }
     assert progress.struct_progress_ratio == 1.0
     assert progress.full_progress_ratio == 1.0
     assert [(c.direction, c.seconds) for c in progress.checkpoints] == [
@@ -90,7 +97,14 @@ async def test_v3_sync_string_checkpoint_and_sync_field_names(
     assert progress.current_step == "CONNECTOR_INCR_SYNC"
     assert progress.alarm_level == "LOW"
     assert progress.struct_progress_ratio == 1.0
-    assert progress.features == {"struct": True, "full": True, "incr": True, "reverse_incr": False}
+    assert progress.features == {
+        "struct": True,
+        "full": True,
+        "incr": True,
+        "reverse_incr": False,
+        "full_verify": False,  # 3.3 has no verification flags
+        "incr_verify": False,
+    }
     assert [(c.direction, c.seconds) for c in progress.checkpoints] == [("forward", 1661241223.0)]
 
 

@@ -47,6 +47,9 @@ async def test_discovery_pages_through_every_project(replay: ReplayOms, make_cli
         sink_type="OB_MYSQL",
         labels="billing,prod",
         status="RUNNING",
+        alarming=False,
+        full_verify=True,
+        incr_verify=False,
     )
 
 

@@ -7,10 +7,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.openmetrics.exposition import generate_latest as generate_om
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from oms_exporter.collector import ProjectCollector
+from oms_exporter.families import (
+    LAG_FAMILY_NAME,
+    LAG_HELP,
+    PROJECT_FAMILIES,
+    SKEW_FAMILY_NAME,
+    SKEW_HELP,
+    Family,
+    header,
+)
 from oms_exporter.model import Api, Checkpoint, Kind, ProjectProgress, Reason
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.store import Store
@@ -203,3 +215,60 @@ def test_promtool_accepts_the_exposition(store: Store, collector: ProjectCollect
         [promtool, "check", "metrics"], input=body, capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# --- HELP escaping, against prometheus_client's own output ---------------------------------
+
+POLL_NOTE = "Polled every 30 seconds."
+
+
+class OneFamily:
+    """A collector of one sample-less family: prometheus_client then writes HELP and TYPE."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name = name
+        self.documentation = documentation
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        return [GaugeMetricFamily(self.name, self.documentation)]
+
+
+def help_line(text: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith("# HELP "))
+
+
+def prometheus_client_help_line(name: str, documentation: str, *, openmetrics: bool) -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OneFamily(name, documentation))  # type: ignore[arg-type]
+    body = generate_om(registry) if openmetrics else generate_latest(registry)
+    return help_line(body.decode())
+
+
+def no_samples(_state: object) -> tuple[()]:
+    return ()
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_help_is_escaped_as_prometheus_client_escapes_it(openmetrics: bool):
+    """Text: backslash and newline. OpenMetrics: those and the double quote."""
+    family = Family("oms_test", 'a "quoted" \\ path\nand a second line.', "gauge", no_samples)
+    ours = help_line(header(family, openmetrics=openmetrics, poll_note=POLL_NOTE))
+    documentation = f"{family.help} {POLL_NOTE}"
+    name = ours.split(" ")[2]
+    assert ours == prometheus_client_help_line(name, documentation, openmetrics=openmetrics)
+    assert ('\\"quoted\\"' in ours) is openmetrics
+
+
+@pytest.mark.parametrize("openmetrics", [False, True])
+def test_every_help_line_is_the_one_prometheus_client_would_write(openmetrics: bool):
+    families = [
+        *PROJECT_FAMILIES,
+        Family(LAG_FAMILY_NAME, LAG_HELP, "gauge", no_samples),
+        Family(SKEW_FAMILY_NAME, SKEW_HELP, "gauge", no_samples),
+    ]
+    for family in families:
+        ours = help_line(header(family, openmetrics=openmetrics, poll_note=POLL_NOTE))
+        name = ours.split(" ")[2]
+        documentation = f"{family.help} {POLL_NOTE}"
+        expected = prometheus_client_help_line(name, documentation, openmetrics=openmetrics)
+        assert ours == expected, family.name

@@ -21,8 +21,9 @@ from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
 from oms_exporter.model import Api, Reason
+from oms_exporter.oms import v4
 from oms_exporter.oms.client import ApiChoice, ClientObserver, OmsClient
-from oms_exporter.oms.discovery import DiscoveryFilter
+from oms_exporter.oms.discovery import MAX_SKIPPED, PAGE_SIZES, DiscoveryFilter
 from oms_exporter.oms.errors import OmsError, OmsHttpError
 from oms_exporter.oms.transport import Transport, make_session
 from oms_exporter.selfmetrics import SelfMetrics
@@ -355,6 +356,26 @@ async def test_gzip_bomb_is_refused_once_the_inflated_size_passes_the_cap(
     assert error.reason is Reason.DECODE
     assert "1048576-byte limit" in str(error)
     assert peak < 16 * MIB  # stopped early, never held the 64 MB
+
+
+async def test_gzip_bomb_on_every_list_page_ends_discovery_within_the_project_cap(
+    replay: ReplayOms, client_for: MakeClient
+):
+    """Listings get a larger cap (v4.PROJECT_ANSWER_BYTES), still counted inflated: each
+    page size is tried, then a few single projects, then the discovery fails."""
+    replay.list_answer = Reply(gzip_bomb(64 * MIB), headers={"Content-Encoding": "gzip"})
+    client = client_for(max_response_bytes=MIB)
+    tracemalloc.start()
+    try:
+        with pytest.raises(OmsError) as caught:
+            await client.list_projects(DiscoveryFilter())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert caught.value.reason is Reason.DECODE
+    assert f"{v4.PROJECT_ANSWER_BYTES}-byte limit" in str(caught.value)
+    assert replay.count(action="ListProjects") == len(PAGE_SIZES) - 1 + MAX_SKIPPED
+    assert peak < 3 * v4.PROJECT_ANSWER_BYTES  # never the 64 MB
 
 
 async def test_gzip_answer_within_the_cap_is_read(replay: ReplayOms, client_for: MakeClient):

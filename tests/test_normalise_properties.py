@@ -26,7 +26,7 @@ from oms_exporter.model import (
     Step,
 )
 from oms_exporter.oms import v3, v4
-from oms_exporter.oms.envelope import classify_http_status
+from oms_exporter.oms.envelope import classify_http_status, too_deep
 from oms_exporter.oms.errors import OmsError
 from tests.oms_replay import assert_encodable
 
@@ -284,3 +284,28 @@ def test_integer_literals_of_any_length_are_unknown_or_kept(digits: int, negativ
     for field in ("fullTransferProgress", "incrSyncCheckpoint", "status"):
         body = f'{{"success":true,"totalCount":{literal},"data":{{"{field}":{literal}}}}}'
         parse_all(body.encode())
+
+
+def nesting(value: object) -> int:
+    """How deep arrays and objects nest in a parsed JSON value."""
+    if isinstance(value, dict):
+        return 1 + max((nesting(item) for item in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((nesting(item) for item in value), default=0)
+    return 0
+
+
+bracket_text = st.text(st.sampled_from('[]{}"\\ab,:'), max_size=6)
+deep_values = st.recursive(
+    st.none() | st.integers() | bracket_text,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(bracket_text, children),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(deep_values, st.integers(min_value=0, max_value=8))
+def test_depth_check_agrees_with_the_parsed_depth(value: object, limit: int):
+    """Brackets and quotes inside strings never count; escaped quotes never end a string."""
+    body = json.dumps(value).encode()
+    assert too_deep(body, limit) is (nesting(value) > limit)

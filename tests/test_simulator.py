@@ -22,10 +22,16 @@ from pytest_aiohttp import AiohttpClient
 from oms_exporter.model import Reason
 from oms_exporter.oms.client import ClientObserver, OmsClient
 from oms_exporter.oms.discovery import DiscoveryFilter
-from oms_exporter.oms.errors import OmsError, OmsHttpError
+from oms_exporter.oms.errors import (
+    OmsActionUnavailable,
+    OmsError,
+    OmsHttpError,
+    OmsProjectNotFound,
+)
 from oms_exporter.oms.transport import Transport, make_session
 from oms_exporter.simulator import SimulatorConfig, create_app, scenario
 from oms_exporter.simulator.cli import build_parser, start_simulator
+from oms_exporter.simulator.state import STATE
 from tests.oms_replay import assert_encodable
 
 AUTH = {"Authorization": aiohttp.encode_basic_auth("admin", "oms-demo")}
@@ -957,3 +963,143 @@ def test_fault_for_an_unknown_project_is_refused() -> None:
         create_app(SimulatorConfig(faults=(("np_missing", "hang"),)))
     with pytest.raises(ValueError, match="must be one of"):
         SimulatorConfig(faults=(("np_demo_sync", "gremlins"),))
+
+
+# --- the real shapes of 4.x answers (issue 12) -----------------------------------------------
+
+
+async def test_list_items_carry_connection_infos_a_mapping_configs_and_steps(
+    make_sim: MakeSim,
+) -> None:
+    client = await make_sim(tables_per_project=250)
+    item = (await call(client, "ListProjects", {"pageSize": 1}))["data"][0]
+    assert item["id"] == "np_demo_migration"
+    for side in ("sourceConnectInfo", "sinkConnectInfo"):
+        assert {"host", "port", "username"} <= set(item[side])
+        assert item[side]["host"].startswith("10.")
+    tables = [t for db in item["transferMapping"]["databases"] for t in db["tables"]]
+    assert len(tables) == 250
+    assert len(item["transferMapping"]["databases"]) == 3  # up to 100 tables each
+    for config in ("commonTransferConfig", "structTransferConfig", "fullTransferConfig"):
+        assert isinstance(item[config], dict)
+    assert item["incrTransferConfig"]["recordTypeWhiteList"] == ["INSERT", "UPDATE", "DELETE"]
+    assert (item["enableFullVerify"], item["enableIncrVerify"]) == (True, True)
+    assert set(item["alarmStats"]) == {
+        "target",
+        "alarming",
+        "recentlyTriggerCount",
+        "ruleToRecentlyTriggerCount",
+        "alarmContent",
+        "openMonitor",
+    }
+    assert [s["name"] for s in item["steps"]][:4] == [
+        "TRANSFER_PRECHECK",
+        "STRUCT_TRANSFER",
+        "FULL_TRANSFER",
+        "FULL_VERIFIER",
+    ]
+    described = (await call(client, "DescribeProject", {"id": "np_demo_migration"}))["data"]
+    assert described["transferMapping"] == item["transferMapping"]
+
+
+async def test_failed_project_is_alarming_in_its_alarm_stats(v4: Client) -> None:
+    listed = (await call(v4, "ListProjects", {"pageSize": 50}))["data"]
+    alarming = {p["id"]: p["alarmStats"]["alarming"] for p in listed}
+    assert alarming["np_demo_failed"] is True
+    assert alarming["np_demo_sync"] is False
+
+
+async def test_full_verifier_and_incr_transfer_carry_their_step_info(
+    v4: Client, clock: FakeClock
+) -> None:
+    clock.advance(scenario.PRECHECK_SECONDS + scenario.STRUCT_SECONDS + scenario.FULL_SECONDS + 30)
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_migration"}))["data"]
+    by_name = {s["name"]: s for s in steps}
+    assert [s["order"] for s in steps] == list(range(1, len(steps) + 1))
+    verifier = by_name["FULL_VERIFIER"]
+    assert (verifier["status"], verifier["progress"]) == ("RUNNING", 50)
+    info = verifier["stepInfo"]
+    assert 0 < info["processedRecords"] < info["capacity"] * 1.03
+    assert info["srcIops"] == info["srcRps"] * scenario.ROW_BYTES  # bytes per second
+    assert (info["srcRt"], info["dstRt"]) == (2, 4)  # milliseconds per row
+    incr = by_name["INCR_TRANSFER"]["stepInfo"]
+    assert incr["incrTimestampCheckpoint"] <= incr["checkpointSampleTimestamp"] <= clock.now
+    assert clock.now - incr["checkpointSampleTimestamp"] < 2
+    clock.advance(scenario.VERIFY_SECONDS)
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_migration"}))["data"]
+    by_name = {s["name"]: s for s in steps}
+    assert (by_name["FULL_VERIFIER"]["status"], by_name["FULL_VERIFIER"]["progress"]) == (
+        "FINISHED",
+        100,
+    )
+    assert by_name["TRANSFER_APP_SWITCH"]["stepInfo"] == {"checkpointSampleTimestamp": None}
+
+
+async def test_projects_without_verification_list_no_verifier_step(v4: Client) -> None:
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_sync"}))["data"]
+    assert "FULL_VERIFIER" not in {s["name"] for s in steps}
+
+
+async def test_without_action_answers_as_an_older_oms(make_sim: MakeSim) -> None:
+    client = await make_sim(without_actions=("DescribeProjectSteps",))
+    answer = await call(client, "DescribeProjectSteps", {"id": "np_demo_sync"})
+    assert (answer["success"], answer["code"], answer["data"]) == (False, "PARAM_ERROR", None)
+    assert answer["errorDetail"]["code"] == "PARAM_ERROR"
+    assert "DescribeProjectSteps" in answer["message"]
+    assert (await progress(client, "np_demo_sync"))["success"] is True
+
+
+def test_without_action_and_tables_flags() -> None:
+    args = build_parser().parse_args(
+        ["--tables-per-project", "500", "--without-action", "DescribeProjectSteps"]
+    )
+    assert (args.tables_per_project, args.without_action) == (500, ["DescribeProjectSteps"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--without-action", "StopProject"])
+    with pytest.raises(ValueError, match="without_actions"):
+        SimulatorConfig(without_actions=("StopProject",))
+    with pytest.raises(ValueError, match="tables_per_project"):
+        SimulatorConfig(tables_per_project=-1)
+
+
+async def test_real_client_tells_a_missing_action_from_a_missing_project() -> None:
+    runner, url = await start_simulator(SimulatorConfig(without_actions=("DescribeProjectSteps",)))
+    session = make_session(
+        username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
+    )
+    try:
+        transport = Transport(
+            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
+        )
+        client = OmsClient(transport=transport, api="v4", oms_name="sim")
+        await client.fetch_progress("np_demo_sync")
+        with pytest.raises(OmsActionUnavailable) as caught:
+            await client.fetch_steps("np_demo_sync")
+        assert caught.value.code == "PARAM_ERROR"
+        with pytest.raises(OmsProjectNotFound):
+            await client.fetch_progress("np_gone")
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+async def test_real_client_discovers_large_projects_with_the_default_cap() -> None:
+    """150 projects of 400 tables: a page of about 7 MB, a 1 MiB answer cap."""
+    config = SimulatorConfig(scenario="bulk", projects=160, tables_per_project=400)
+    runner, url = await start_simulator(config)
+    session = make_session(
+        username="admin", password="oms-demo", timeout_seconds=30.0, max_concurrency=4
+    )
+    try:
+        transport = Transport(
+            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
+        )
+        client = OmsClient(transport=transport, api="auto", oms_name="sim")
+        projects = await client.list_projects(DiscoveryFilter())
+        assert len(projects) == 160
+        assert {p.alarming for p in projects} == {True, False}
+        assert any(p.full_verify for p in projects)
+        assert runner.app[STATE].paths["/api/v2?Action=ListProjects"] == 2
+    finally:
+        await session.close()
+        await runner.cleanup()

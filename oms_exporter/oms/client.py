@@ -9,7 +9,7 @@ from typing import Final, Literal
 
 from oms_exporter.model import Api, ProjectDetails, ProjectProgress, Step
 from oms_exporter.oms import discovery, v3, v4
-from oms_exporter.oms.discovery import DiscoveryFilter
+from oms_exporter.oms.discovery import DiscoveryFilter, Paging
 from oms_exporter.oms.errors import (
     OmsAuthFailed,
     OmsDecodeError,
@@ -81,6 +81,7 @@ class OmsClient:
         self._server: Server | None = _SERVER_OF_CHOICE[api]
         self._v3_apis: dict[str, Api] = {}
         self._v4_details: dict[str, ProjectDetails] = {}
+        self._paging = Paging()  # the ListProjects page size that fits this OMS
 
     @property
     def server_api(self) -> Server | None:
@@ -159,7 +160,12 @@ class OmsClient:
     async def _describe_v4(self, project_id: str) -> ProjectDetails | None:
         """Learn a project's type and name once; ``None`` means try again next poll."""
         try:
-            body = await v4.call(self._transport, "DescribeProject", {"id": project_id})
+            body = await v4.call(
+                self._transport,
+                "DescribeProject",
+                {"id": project_id},
+                max_response_bytes=v4.project_answer_bytes(self._transport),
+            )
             details = v4.parse_project(project_id, body)
         except OmsError as error:
             if is_transient(error):
@@ -169,13 +175,20 @@ class OmsClient:
         return details
 
     async def fetch_steps(self, project_id: str) -> tuple[Step, ...] | None:
-        """Per-step details on 4.x; None where the API has no such call (3.3)."""
+        """Per-step details on 4.x; None where the API has no such call (3.3).
+
+        An OMS without the Action raises OmsActionUnavailable (or OmsApiError with its
+        ``code``, e.g. PARAM_ERROR); a missing project raises OmsProjectNotFound.
+        """
         if self._server != "v4":
             return None
         body = await v4.call(self._transport, "DescribeProjectSteps", {"id": project_id})
         steps, dropped = v4.parse_steps_counted(body)
         if dropped:
             self._observer.dropped_steps(dropped)
+        for step in steps:
+            if step.checkpoint_sample is not None and step.checkpoint_sample.from_milliseconds:
+                self._observer.checkpoint_converted()
         return steps
 
     async def list_projects(self, settings: DiscoveryFilter) -> list[ProjectDetails]:
@@ -183,7 +196,7 @@ class OmsClient:
         if self._server == "v3":
             raise DiscoveryUnavailable(_NO_DISCOVERY)
         try:
-            projects = await discovery.list_projects(self._transport, settings)
+            projects = await discovery.list_projects(self._transport, settings, self._paging)
         except OmsHttpError as error:
             if self._server is None and error.status in _WRONG_API_STATUSES:
                 self._learn("v3")

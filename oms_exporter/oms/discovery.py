@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 from oms_exporter.model import ProjectDetails
 from oms_exporter.oms import v4
+from oms_exporter.oms.errors import OmsAnswerTooLarge, OmsApiError
 from oms_exporter.oms.transport import Transport
 
-# A runaway pager (a server that ignores pageNumber) stops here: 150,000 projects.
+log = logging.getLogger(__name__)
+
+# A runaway pager (a server that ignores pageNumber) stops here: 1,000 pages of 150.
 MAX_PAGES: Final = 1000
+MAX_RECORDS: Final = MAX_PAGES * v4.PAGE_SIZE
+# Page sizes tried, largest first, when a page is refused as too large. Each divides the
+# one before, so a smaller page starts exactly where the refused one would have.
+PAGE_SIZES: Final = (150, 75, 25, 5, 1)
+# Projects each too large for one page of one: after this many the scan gives up (the last
+# list is kept) instead of asking on, one project per request.
+MAX_SKIPPED: Final = 10
+# A stable order: a project created during a scan lands on the last page, shifting none.
+SORT: Final = {"sortField": "gmtCreate", "order": "asc"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +36,18 @@ class DiscoveryFilter:
     labels: tuple[str, ...] = ()
     include: str | None = None  # regex on project ID or name
     exclude: str | None = None
+
+
+@dataclass(slots=True)
+class Paging:
+    """What one OMS taught about listing it, kept from one discovery to the next."""
+
+    size_index: int = 0  # into PAGE_SIZES: the page size that fitted last time
+    sort: bool = True  # False once OMS refused the sort fields
+
+    @property
+    def page_size(self) -> int:
+        return PAGE_SIZES[self.size_index]
 
 
 def matches(project: ProjectDetails, settings: DiscoveryFilter) -> bool:
@@ -39,21 +64,77 @@ def matches(project: ProjectDetails, settings: DiscoveryFilter) -> bool:
     return not (settings.exclude and any(re.search(settings.exclude, text) for text in texts))
 
 
-async def list_projects(transport: Transport, settings: DiscoveryFilter) -> list[ProjectDetails]:
-    """Page through ListProjects until ``totalCount`` records (or an empty page) arrived."""
-    request: dict[str, Any] = {"pageSize": v4.PAGE_SIZE}
-    if len(settings.types) == 1:
-        request["type"] = settings.types[0]
+async def list_projects(
+    transport: Transport, settings: DiscoveryFilter, paging: Paging | None = None
+) -> list[ProjectDetails]:
+    """Page through ListProjects until a page shorter than asked (or empty) arrives.
+
+    ``totalCount`` is not trusted (pages in one document, records in another). A page
+    refused as too large is asked again smaller; ``paging`` remembers what fitted.
+    """
+    paging = paging if paging is not None else Paging()
+    base: dict[str, Any] = {"type": settings.types[0]} if len(settings.types) == 1 else {}
+    limit = v4.project_answer_bytes(transport)
     found: dict[str, ProjectDetails] = {}
-    received = 0
-    for page in range(1, MAX_PAGES + 1):
-        body = await v4.call(transport, "ListProjects", {**request, "pageNumber": page})
-        projects, total = v4.parse_page(body)
-        received += len(projects)
+    offset = 0  # records asked so far: always a multiple of the current page size
+    largest = 0  # bytes of the largest page read
+    skipped = 0  # projects too large to list even one per page
+    probing_sort = False  # asking again without the sort fields, after a PARAM_ERROR
+    while offset < MAX_RECORDS:
+        size = paging.page_size
+        page = {**base, **(SORT if paging.sort else {})}
+        page.update(pageNumber=offset // size + 1, pageSize=size)
+        try:
+            body = await v4.call(transport, "ListProjects", page, max_response_bytes=limit)
+            projects, items = v4.parse_page(body)  # business errors come as HTTP 200
+        except OmsAnswerTooLarge:
+            if paging.size_index + 1 < len(PAGE_SIZES):
+                paging.size_index += 1
+                continue
+            skipped += 1  # one project alone is over the cap: it cannot be listed
+            if skipped >= MAX_SKIPPED:
+                raise
+            offset += 1
+            continue
+        except OmsApiError as error:
+            if probing_sort:  # refused without the sort fields too: they were not the cause
+                paging.sort = True
+                raise
+            if offset or not paging.sort or error.code != "PARAM_ERROR":
+                raise
+            paging.sort, probing_sort = False, True  # perhaps an OMS without sortField
+            continue
+        probing_sort = False
+        largest = max(largest, len(body))
+        new = 0
         for project in projects:
-            found.setdefault(project.project_id, project)
-        if not projects or (total is not None and received >= total):
+            if project.project_id not in found:
+                found[project.project_id] = project
+                new += 1
+        offset += size
+        if items < size:
             break
-        if total is None and len(projects) < v4.PAGE_SIZE:
+        if not new:  # a full page of projects already seen: pageNumber is ignored
             break
+    if skipped:
+        log.warning(
+            "%d project(s) listed by ListProjects are each larger than %d bytes: not discovered",
+            skipped,
+            limit,
+        )
+    paging.size_index = _grown(paging.size_index, largest, limit)
     return [project for project in found.values() if matches(project, settings)]
+
+
+def _grown(size_index: int, largest_page_bytes: int, limit: int) -> int:
+    """The largest page size whose pages would likely stay under half the cap.
+
+    Estimated from the largest page read: after projects shrank, pages grow again.
+    """
+    estimate = float(largest_page_bytes)
+    while size_index:
+        estimate *= PAGE_SIZES[size_index - 1] / PAGE_SIZES[size_index]
+        if estimate >= limit / 2:
+            break
+        size_index -= 1
+    return size_index

@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any, Final
 
-from oms_exporter.model import clean_text
+from oms_exporter.model import clean_text, scalar_text
 from oms_exporter.oms.errors import (
+    OmsActionUnavailable,
     OmsApiError,
     OmsAuthFailed,
     OmsDecodeError,
@@ -26,9 +27,62 @@ MAX_DEPTH: Final = 64
 # Longer integer literals (beyond a Java long's 19 digits and a sign) are unknown, not
 # parsed: int() of a 4,000-digit literal costs quadratic time and then overflows float().
 _MAX_INT_CHARS: Final = 20
-_STRING: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
-_NOT_BRACKETS: Final = bytes(sorted(set(range(256)) - set(b"[]{}")))
+# Everything but quotes and brackets, deleted by bytes.translate (at C speed).
+_NOT_STRUCTURE: Final = bytes(sorted(set(range(256)) - set(b'"[]{}')))
+_QUOTED: Final = re.compile(rb'"[^"]*"')
 _OPENERS: Final = frozenset(b"[{")
+# What a project (ListProjects item, DescribeProject) carries beyond what the exporter
+# reads: every table of the mapping, the transfer configs, the steps, and the connection
+# infos of the source and sink (hosts, ports, database user names). Dropped as they are
+# parsed: a page holds one project's mapping at a time, and no other system's address or
+# user name ever reaches the model.
+_BULKY: Final = frozenset(
+    spelling
+    for key in (
+        "transferMapping",
+        "sourceConnectInfo",
+        "sinkConnectInfo",
+        "commonTransferConfig",
+        "structTransferConfig",
+        "fullTransferConfig",
+        "incrTransferConfig",
+        "reverseIncrTransferConfig",
+        "steps",
+        "extraInfo",
+    )
+    for spelling in (key, key[:1].upper() + key[1:])
+)
+# Keys whose values identify another system (the connection infos): never in error text.
+_SECRET_KEYS: Final = frozenset(
+    {
+        "host",
+        "port",
+        "username",
+        "user",
+        "password",
+        "ip",
+        "drcuser",
+        "drcpassword",
+        "configurl",
+        "logproxyip",
+        "logproxyport",
+        "jdbcurl",
+        "url",
+        "address",
+    }
+)
+_SECRET_SCAN_NODES: Final = 10_000
+_REDACTED: Final = "[redacted]"
+# An OMS that does not know an Action answers an error naming it, not the project: a code
+# such as ACTION_NOT_FOUND or InvalidAction.NotFound (not TRANSACTION_...), or a message
+# such as "Unsupported Action: 'X'" or "Action X is not supported".
+_ACTION_CODE: Final = re.compile(r"(?:^|[^A-Z]|INVALID|UNKNOWN|UNSUPPORTED)ACTION")
+_UNKNOWN_ACTION: Final = re.compile(
+    r"\b(?:unsupported|unknown|invalid|no such|not supported|not support)\s+action\b"
+    r"|\baction\s*[:=]?\s*['\"]?[\w.-]*['\"]?\s+(?:is\s+)?"
+    r"(?:not supported|unsupported|not found|not exist|does not exist|unknown|invalid)\b",
+    re.IGNORECASE,
+)
 
 
 def camel_keys(value: dict[str, Any]) -> dict[str, Any]:
@@ -55,13 +109,29 @@ def _looks_like_html(body: bytes) -> bool:
     return head.startswith((b"<!doctype", b"<html", b"<head", b"<body", b"<"))
 
 
+def _brackets(body: bytes) -> bytes:
+    """The brackets outside strings, in order; each step a C-speed pass, no list of parts.
+
+    Escaped backslashes go first, then escaped quotes, then every byte but quotes and
+    brackets (UTF-8 keeps ASCII bytes out of multi-byte sequences). Two adjacent quotes
+    have nothing between them outside a string: removing them drops an empty string or
+    joins two strings. What quotes remain enclose strings holding brackets.
+    """
+    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    text = text.replace(b'""', b"")
+    return _QUOTED.sub(b"", text) if b'"' in text else text
+
+
 def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
-    """Tell whether arrays and objects nest deeper than ``limit``, without parsing."""
+    """Tell whether arrays and objects nest deeper than ``limit``, without parsing.
+
+    In about one copy of the body: a ListProjects page is megabytes of table names, and
+    removing its strings with one regex substitution cost ten times the page.
+    """
     if body.count(b"[") + body.count(b"{") <= limit:  # the usual answer: no scan at all
         return False
-    # UTF-8 keeps every ASCII byte out of multi-byte sequences: brackets are brackets.
     depth = 0
-    for byte in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+    for byte in _brackets(body):
         if byte in _OPENERS:
             depth += 1
             if depth > limit:
@@ -80,23 +150,40 @@ def _no_constant(_literal: str) -> None:
     """NaN and Infinity are not JSON: unknown."""
 
 
+def _slim_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Build one JSON object without the bulky keys; called for every object parsed."""
+    value = dict(pairs)
+    if _BULKY.isdisjoint(value):  # nearly every object: one C-level check
+        return value
+    for key in _BULKY.intersection(value):
+        del value[key]
+    return value
+
+
 # Built once: json.loads with hooks builds a decoder per call, a third of a small parse.
 _DECODER: Final = json.JSONDecoder(parse_int=_bounded_int, parse_constant=_no_constant)
+_SLIM_DECODER: Final = json.JSONDecoder(
+    parse_int=_bounded_int, parse_constant=_no_constant, object_pairs_hook=_slim_object
+)
 
 
-def _loads(body: bytes) -> Any:
+def _loads(body: bytes, decoder: json.JSONDecoder = _DECODER) -> Any:
     """Parse UTF-8 JSON already known to nest shallowly; ValueError on anything else."""
-    return _DECODER.decode(body.decode("utf-8-sig"))
+    return decoder.decode(body.decode("utf-8-sig"))
 
 
-def decode_json(body: bytes) -> Any:
-    """Parse an answer body, or raise OmsDecodeError saying why it is not JSON."""
+def decode_json(body: bytes, *, slim: bool = False) -> Any:
+    """Parse an answer body, or raise OmsDecodeError saying why it is not JSON.
+
+    ``slim`` drops the bulky parts of project objects (mapping, configs, connection
+    infos, steps) while parsing, for ListProjects and DescribeProject.
+    """
     if not body.strip():
         raise OmsDecodeError("empty answer")
     if too_deep(body):
         raise OmsDecodeError(f"answer nests deeper than {MAX_DEPTH} levels")
     try:
-        return _loads(body)
+        return _loads(body, _SLIM_DECODER if slim else _DECODER)
     except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         if _looks_like_html(body):
             raise OmsDecodeError("answer is an HTML page, not JSON") from None
@@ -106,6 +193,7 @@ def decode_json(body: bytes) -> Any:
 def classify_http_status(status: int, body: bytes) -> OmsError:
     """Turn a non-2xx answer into the error it means, keeping OMS's code if it sent one."""
     detail = ""
+    code = ""
     try:
         parsed = None if too_deep(body) else _loads(body)
     except ValueError:
@@ -113,40 +201,90 @@ def classify_http_status(status: int, body: bytes) -> OmsError:
         if _looks_like_html(body):
             detail = " (HTML page)"
     if isinstance(parsed, dict):
-        code = _short(camel_keys(parsed).get("code"), 60)
+        envelope = camel_keys(parsed)
+        code = _short(envelope.get("code"), 60) or _short(envelope.get("errorCode"), 60)
         if code:
             detail = f" (code {code})"
     if status in (401, 403):
-        return OmsAuthFailed(f"OMS refused the credentials: HTTP {status}{detail}")
-    return OmsHttpError(f"HTTP {status}{detail}", status=status)
+        text = f"OMS refused the credentials: HTTP {status}{detail}"
+        return OmsAuthFailed(text, code=code.upper() or None)
+    return OmsHttpError(f"HTTP {status}{detail}", status=status, code=code.upper() or None)
+
+
+def _secrets(value: object) -> set[str]:
+    """The values of connection-info keys anywhere in an answer (bounded walk)."""
+    found: set[str] = set()
+    pending = [value]
+    visited = 0
+    while pending and visited < _SECRET_SCAN_NODES:
+        item = pending.pop()
+        visited += 1
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if isinstance(key, str) and key.lower() in _SECRET_KEYS:
+                    text = scalar_text(child, 256)
+                    if len(text) >= 2:
+                        found.add(text)
+                if isinstance(child, dict | list):
+                    pending.append(child)
+        elif isinstance(item, list):
+            pending.extend(child for child in item if isinstance(child, dict | list))
+    return found
+
+
+def _redact(text: str, secrets: set[str]) -> str:
+    """Replace each secret standing as a word of its own (a host, a port, a user name)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            pattern = rf"(?<![0-9A-Za-z]){re.escape(secret)}(?![0-9A-Za-z])"
+            text = re.sub(pattern, _REDACTED, text)
+    return text
 
 
 def _failure(envelope: dict[str, Any]) -> OmsError:
-    code = envelope.get("code")
-    message = envelope.get("message")
+    """Classify a ``success: false`` answer; its text is what operators read.
+
+    The code is OMS's ``code``, else ``errorCode`` (OCP proxies), else ``errorDetail.code``;
+    the message ``errorDetail.message`` first: for GHANA-OPERIE000000 the top-level one is
+    a generic "internal error" while the detail says to retry in 5 to 10 minutes.
+    """
     detail = envelope.get("errorDetail")
-    if isinstance(detail, dict):
-        detail = camel_keys(detail)
-        code = code if code not in (None, "") else detail.get("code")
-        message = message if message not in (None, "") else detail.get("message")
-    code_text = _short(code, 60) or "no code"
-    message_text = _short(message)
-    text = f"OMS error {code_text}" + (f": {message_text}" if message_text else "")
+    detail = camel_keys(detail) if isinstance(detail, dict) else {}
+    code_text = ""
+    for code in (envelope.get("code"), envelope.get("errorCode"), detail.get("code")):
+        code_text = _short(code, 240)
+        if code_text:
+            break
+    message_text = _short(detail.get("message"), 480) or _short(envelope.get("message"), 480)
+    secrets = _secrets(envelope)
+    if secrets:  # redacted before shortening: a cut secret would no longer match
+        code_text = _redact(code_text, secrets)
+        message_text = _redact(message_text, secrets)
+    code_text, message_text = _short(code_text, 60), _short(message_text)
+    shown = code_text or "no code"
+    text = f"OMS error {shown}" + (f": {message_text}" if message_text else "")
     upper = code_text.upper()
-    if upper in NOT_FOUND_CODES or "NOT_FOUND" in upper or "NOT_EXIST" in upper:
-        return OmsProjectNotFound(text)
+    code = upper or None
+    if upper in NOT_FOUND_CODES:
+        return OmsProjectNotFound(text, code=code)
     if upper in AUTH_CODES or "AUTH" in upper or "PASSWORD" in upper:
-        return OmsAuthFailed(text)
-    return OmsApiError(text)
+        return OmsAuthFailed(text, code=code)
+    if _ACTION_CODE.search(upper):
+        return OmsActionUnavailable(text, code=code)
+    if "NOT_FOUND" in upper or "NOT_EXIST" in upper:
+        return OmsProjectNotFound(text, code=code)
+    if _UNKNOWN_ACTION.search(message_text):
+        return OmsActionUnavailable(text, code=code)
+    return OmsApiError(text, code=code)
 
 
-def unwrap_envelope(body: bytes) -> dict[str, Any]:
+def unwrap_envelope(body: bytes, *, slim: bool = False) -> dict[str, Any]:
     """Return a successful answer's envelope (camelCase keys), or raise the classified error.
 
     Failure is decided by ``success`` alone: successful answers carry ``errorDetail`` and
-    codes such as ``"success"``, ``null`` or ``200``.
+    codes such as ``"success"``, ``null`` or ``200``. ``slim`` as for decode_json.
     """
-    parsed = decode_json(body)
+    parsed = decode_json(body, slim=slim)
     if not isinstance(parsed, dict):
         raise OmsInvalidAnswer(f"answer is a JSON {type(parsed).__name__}, not an envelope")
     envelope = camel_keys(parsed)
@@ -156,14 +294,16 @@ def unwrap_envelope(body: bytes) -> dict[str, Any]:
     if success is not True:
         if "success" not in envelope and "data" not in envelope:
             raise OmsInvalidAnswer("answer has no success field: not an OMS envelope")
+        if slim:  # the whole answer: what it says about other systems is redacted
+            envelope = camel_keys(decode_json(body))
         raise _failure(envelope)
     envelope.setdefault("data", None)
     return envelope
 
 
-def unwrap_object(body: bytes) -> dict[str, Any]:
+def unwrap_object(body: bytes, *, slim: bool = False) -> dict[str, Any]:
     """The ``data`` of a successful answer, for the Actions where it is one object."""
-    data = unwrap_envelope(body)["data"]
+    data = unwrap_envelope(body, slim=slim)["data"]
     if not isinstance(data, dict):
         kind = "null" if data is None else type(data).__name__
         raise OmsInvalidAnswer(f"answer data is {kind}, not an object")

@@ -59,6 +59,9 @@ def build_progress(
         "full": parse_bool(_first(data, fields.enable_full)),
         "incr": parse_bool(_first(data, fields.enable_incr)),
         "reverse_incr": parse_bool(_first(data, fields.enable_reverse)),
+        # Not in any progress answer: ListProjects and DescribeProject carry them.
+        "full_verify": bool(details and details.full_verify),
+        "incr_verify": bool(details and details.incr_verify),
     }
     checkpoints: list[Checkpoint] = []
     if features["incr"]:

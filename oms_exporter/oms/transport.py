@@ -16,6 +16,7 @@ from yarl import URL
 from oms_exporter.model import Reason
 from oms_exporter.oms.envelope import classify_http_status
 from oms_exporter.oms.errors import (
+    OmsAnswerTooLarge,
     OmsConnectionError,
     OmsDecodeError,
     OmsError,
@@ -90,13 +91,30 @@ class Transport:
         self._max_response_bytes = max_response_bytes
         self._observer = observer
 
-    async def request(self, method: str, path: str, *, json_body: Any = None) -> Answer:
-        """Send one request; return any answer with a status below 400, raise otherwise."""
+    @property
+    def max_response_bytes(self) -> int:
+        """The configured cap on one answer, after decompression."""
+        return self._max_response_bytes
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        max_response_bytes: int | None = None,
+    ) -> Answer:
+        """Send one request; return any answer with a status below 400, raise otherwise.
+
+        ``max_response_bytes`` replaces the configured cap for this request (project
+        listings carry every table of every project).
+        """
+        limit = self._max_response_bytes if max_response_bytes is None else max_response_bytes
         async with self._slots:
             started = time.perf_counter()
             reason: Reason | None = None
             try:
-                answer = await self._exchange(method, path, json_body)
+                answer = await self._exchange(method, path, json_body, limit)
                 if answer.status >= 400:
                     raise classify_http_status(answer.status, answer.body)
                 return answer
@@ -106,7 +124,7 @@ class Transport:
             finally:
                 self._observer(time.perf_counter() - started, reason)
 
-    async def _exchange(self, method: str, path: str, json_body: Any) -> Answer:
+    async def _exchange(self, method: str, path: str, json_body: Any, limit: int) -> Answer:
         url = self._base_url + path
         try:
             # A redirect is never followed: another host's answer is not this project's data.
@@ -115,7 +133,7 @@ class Transport:
             ) as response:
                 if 300 <= response.status < 400:
                     raise redirect_error(response)
-                body = await self._read_capped(response)
+                body = await _read_capped(response, limit)
                 return Answer(status=response.status, body=body)
         except TimeoutError:
             raise OmsTimeout("no answer within the request timeout") from None
@@ -125,22 +143,22 @@ class Transport:
             detail = " ".join(str(exc).split())[:160] or type(exc).__name__
             raise OmsConnectionError(f"cannot reach OMS: {detail}") from None
 
-    async def _read_capped(self, response: aiohttp.ClientResponse) -> bytes:
-        """Read the decoded body in chunks, never holding more than the cap in memory."""
-        limit = self._max_response_bytes
-        length = response.content_length  # on the wire: compressed, if gzip
-        if length is not None and length > limit:
-            raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
-        # Always streamed, even when announced: aiohttp inflates gzip as it reads, and
-        # 500 kB of gzip can inflate to 500 MB.
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-            size += len(chunk)
-            if size > limit:
-                raise OmsDecodeError(f"answer larger than the {limit}-byte limit")
-            chunks.append(chunk)
-        return b"".join(chunks)
+
+async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Read the decoded body in chunks, never holding more than the cap in memory."""
+    length = response.content_length  # on the wire: compressed, if gzip
+    if length is not None and length > limit:
+        raise OmsAnswerTooLarge(limit)
+    # Always streamed, even when announced: aiohttp inflates gzip as it reads, and
+    # 500 kB of gzip can inflate to 500 MB.
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
+        size += len(chunk)
+        if size > limit:
+            raise OmsAnswerTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def redirect_error(response: aiohttp.ClientResponse) -> OmsHttpError:

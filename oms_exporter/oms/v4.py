@@ -9,16 +9,19 @@ from oms_exporter.model import (
     STEP_STATUSES,
     UNKNOWN,
     Api,
+    Checkpoint,
     FullTransfer,
     Kind,
     ProjectDetails,
     ProjectProgress,
     Step,
+    checkpoint,
     clean_text,
     label_text,
     normalise_step,
-    parse_count,
     parse_number,
+    parse_optional_bool,
+    parse_rate,
     progress_ratio,
 )
 from oms_exporter.oms.envelope import camel_keys, unwrap_envelope, unwrap_object
@@ -28,12 +31,23 @@ from oms_exporter.oms.transport import Transport
 
 PATH: Final = "/api/v2"
 PAGE_SIZE: Final = 150  # ListProjects' maximum
+# A project's answer (a ListProjects page, DescribeProject) carries its whole table mapping:
+# 150 projects of 500 tables are about 9 MB. Read up to this much (or the configured cap,
+# if larger); parsing drops the mapping as it goes, so it is never held as objects. A page
+# costs about three times its size while read and parsed: larger ones are asked smaller
+# (see discovery), so this also bounds what a discovery adds to the RSS.
+PROJECT_ANSWER_BYTES: Final = 8 * 1024 * 1024
 LABELS_MAX_CHARS: Final = 128
 # Every step becomes several series: 10,000 step names in one answer made 80,000.
 MAX_STEPS: Final = 64
 # An ID becomes a label on every series of its project; OMS's are about 16 characters.
 MAX_ID_CHARS: Final = 256
-_FULL_STEPS: Final = frozenset({"FULL_TRANSFER", "FULL_MIGRATION"})
+# Steps whose stepInfo counts rows (ODC reads FULL_VERIFIER's like FULL_TRANSFER's).
+_FULL_STEPS: Final = frozenset({"FULL_TRANSFER", "FULL_MIGRATION", "FULL_VERIFIER"})
+# Steps whose stepInfo says when OMS last sampled a checkpoint, and of which direction.
+# (TRANSFER_APP_SWITCH carries one too, of no documented direction; REVERSE_INCR_TRANSFER
+# none, in ODC and the documents.)
+_SAMPLE_STEPS: Final = {"INCR_TRANSFER": "forward"}
 
 FIELDS: Final = FieldNames(
     enable_struct=("enableStructTransfer",),
@@ -46,10 +60,23 @@ FIELDS: Final = FieldNames(
 )
 
 
-async def call(transport: Transport, action: str, body: dict[str, Any]) -> bytes:
+async def call(
+    transport: Transport,
+    action: str,
+    body: dict[str, Any],
+    *,
+    max_response_bytes: int | None = None,
+) -> bytes:
     """Call one read-only Action and return the raw answer body."""
-    answer = await transport.request("POST", f"{PATH}?Action={action}", json_body=body)
+    answer = await transport.request(
+        "POST", f"{PATH}?Action={action}", json_body=body, max_response_bytes=max_response_bytes
+    )
     return answer.body
+
+
+def project_answer_bytes(transport: Transport) -> int:
+    """The cap on an answer describing whole projects: PROJECT_ANSWER_BYTES at least."""
+    return max(transport.max_response_bytes, PROJECT_ANSWER_BYTES)
 
 
 def parse_progress(
@@ -65,8 +92,12 @@ def parse_progress(
     )
 
 
-def project_details(item: dict[str, Any]) -> ProjectDetails | None:
-    """Read one project of ``DescribeProject`` or ``ListProjects``; None without an id."""
+def project_details(item: dict[str, Any], *, listed: bool = True) -> ProjectDetails | None:
+    """Read one project of ``ListProjects`` (``listed``) or ``DescribeProject``; None without an id.
+
+    Only what the exporter shows is read: the connection infos (other systems' hosts,
+    ports, user names) are never looked at (and were dropped by the slim parse).
+    """
     data = camel_keys(item)
     project_id = _project_id(data.get("id") or data.get("projectId"))
     if project_id is None:
@@ -86,7 +117,16 @@ def project_details(item: dict[str, Any]) -> ProjectDetails | None:
         sink_type=label_text(data.get("sinkEndpointType")).upper(),
         labels=",".join(name for name in names if name)[:LABELS_MAX_CHARS],
         status=status or UNKNOWN,
+        alarming=_alarming(data.get("alarmStats")) if listed else None,
+        full_verify=parse_optional_bool(data.get("enableFullVerify")),
+        incr_verify=parse_optional_bool(data.get("enableIncrVerify")),
     )
+
+
+def _alarming(stats: object) -> bool | None:
+    if not isinstance(stats, dict):
+        return None
+    return parse_optional_bool(camel_keys(stats).get("alarming"))
 
 
 def _project_id(value: object) -> str | None:
@@ -99,16 +139,19 @@ def _project_id(value: object) -> str | None:
 
 def parse_project(project_id: str, body: bytes) -> ProjectDetails:
     """``DescribeProject``, always under the ID asked for, whatever ID the answer names."""
-    details = project_details(unwrap_object(body))
+    details = project_details(unwrap_object(body, slim=True), listed=False)
     if details is None:
         return ProjectDetails(project_id=project_id)
     return replace(details, project_id=project_id)
 
 
-def parse_page(body: bytes) -> tuple[list[ProjectDetails], int | None]:
-    """One ``ListProjects`` page and the total record count it announces."""
-    envelope = unwrap_envelope(body)
-    data = envelope["data"]
+def parse_page(body: bytes) -> tuple[list[ProjectDetails], int]:
+    """One ``ListProjects`` page: its projects, and how many items it held (usable or not).
+
+    ``totalCount`` is not read: the English documents call it a number of pages, the
+    Chinese ones and ODC a number of records. A page shorter than asked ends the listing.
+    """
+    data = unwrap_envelope(body, slim=True)["data"]
     if not isinstance(data, list):
         raise OmsInvalidAnswer("ListProjects data is not a list")
     projects = [
@@ -116,19 +159,28 @@ def parse_page(body: bytes) -> tuple[list[ProjectDetails], int | None]:
         for item in data
         if isinstance(item, dict) and (details := project_details(item)) is not None
     ]
-    return projects, parse_count(envelope.get("totalCount"))
+    return projects, len(data)
 
 
-def _full_transfer(info: object) -> FullTransfer | None:
-    if not isinstance(info, dict):
-        return None
-    info = camel_keys(info)
+def _full_transfer(info: dict[str, Any]) -> FullTransfer:
+    """Rows, rates, bytes (``*Iops`` are bytes per second) and ms-per-row latencies."""
     return FullTransfer(
         processed_rows=parse_number(info.get("processedRecords")),
         estimated_rows=parse_number(info.get("capacity")),
         source_rows_per_second=parse_number(info.get("srcRps")),
         sink_rows_per_second=parse_number(info.get("dstRps")),
+        source_bytes_per_second=parse_rate(info.get("srcIops")),
+        sink_bytes_per_second=parse_rate(info.get("dstIops")),
+        source_row_latency_seconds=parse_rate(info.get("srcRt"), scale=0.001),
+        sink_row_latency_seconds=parse_rate(info.get("dstRt"), scale=0.001),
     )
+
+
+def _checkpoint_sample(name: str, info: dict[str, Any]) -> Checkpoint | None:
+    direction = _SAMPLE_STEPS.get(name)
+    if direction is None:
+        return None
+    return checkpoint(direction, info.get("checkpointSampleTimestamp"))
 
 
 def parse_steps(body: bytes) -> tuple[Step, ...]:
@@ -154,10 +206,13 @@ def parse_steps_counted(body: bytes) -> tuple[tuple[Step, ...], int]:
             dropped.add(name)
             continue
         status = label_text(item.get("status")).upper()
+        info = item.get("stepInfo")
+        info = camel_keys(info) if isinstance(info, dict) else {}
         steps[name] = Step(
             name=name,
             status=status if status in STEP_STATUSES else UNKNOWN,
             progress_ratio=progress_ratio(item.get("progress")),
-            full_transfer=_full_transfer(item.get("stepInfo")) if name in _FULL_STEPS else None,
+            full_transfer=_full_transfer(info) if info and name in _FULL_STEPS else None,
+            checkpoint_sample=_checkpoint_sample(name, info) if info else None,
         )
     return tuple(steps.values()), len(dropped)

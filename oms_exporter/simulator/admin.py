@@ -34,6 +34,8 @@ NEW_PROJECT: Final[dict[str, tuple[type, ...]]] = OVERRIDES | {
     "offset_seconds": (int, float),
     "source_type": (str,),
     "sink_type": (str,),
+    "full_verify": (bool,),
+    "incr_verify": (bool,),
 }
 
 

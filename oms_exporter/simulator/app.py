@@ -15,6 +15,7 @@ from aiohttp.typedefs import Handler
 
 from oms_exporter.simulator import scenario
 from oms_exporter.simulator.admin import admin_routes
+from oms_exporter.simulator.project import project_info
 from oms_exporter.simulator.render import (
     CM_UNAVAILABLE,
     OVERSIZED_BYTES,
@@ -112,12 +113,16 @@ async def _body(request: web.Request) -> dict[str, object]:
     return body if isinstance(body, dict) else {}
 
 
-def _with_clock(state: SimState, render: Callable[..., object]) -> Render:
+def _with_clock(state: SimState, render: Callable[..., object], **extra: object) -> Render:
     def call(defn: ProjectDef, snap: Snapshot) -> object:
         now, started, scale = state.config.clock(), state.started_at, state.config.time_scale
-        return render(defn, snap, now=now, started_at=started, time_scale=scale)
+        return render(defn, snap, now=now, started_at=started, time_scale=scale, **extra)
 
     return call
+
+
+def _project_render(state: SimState) -> Render:
+    return _with_clock(state, project_info, tables=state.config.tables_per_project)
 
 
 def _renders(state: SimState) -> dict[str, Render]:
@@ -125,7 +130,7 @@ def _renders(state: SimState) -> dict[str, Render]:
     api = state.config.api
     return {
         "DescribeProjectProgress": lambda defn, snap: scenario.progress_data(api, defn, snap),
-        "DescribeProject": _with_clock(state, scenario.project_info),
+        "DescribeProject": _project_render(state),
         "DescribeProjectSteps": _with_clock(state, scenario.steps_data),
     }
 
@@ -138,6 +143,8 @@ def v4_routes(state: SimState) -> list[web.RouteDef]:
         """Dispatch `POST /api/v2?Action=X` the way OMS 4.x does; read-only Actions only."""
         action = request.query.get("Action", "")
         body = await _body(request)
+        if action in state.config.without_actions:  # as an OMS without it answers
+            return error(state, "PARAM_ERROR", f"Unsupported Action: {action}")
         if action == "ListProjects":
             return list_projects(state, body)
         render = renders.get(action)
@@ -180,7 +187,7 @@ def list_projects(state: SimState, body: dict[str, object]) -> web.Response:
         if wanted and state.snapshot(defn).status not in wanted:
             continue
         matches.append(defn)
-    render = _with_clock(state, scenario.project_info)
+    render = _project_render(state)
     listed = matches[(number - 1) * size : number * size]
     page = [render(d, state.snapshot(d)) for d in listed]
     huge = any(d.fault == "huge_total" for d in matches)

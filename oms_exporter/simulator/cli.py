@@ -11,6 +11,7 @@ from aiohttp import web
 
 from oms_exporter.simulator import scenario
 from oms_exporter.simulator.app import STATE, SimulatorConfig, create_app
+from oms_exporter.simulator.state import V4_ACTIONS
 
 SHUTDOWN_TIMEOUT_SECONDS = 2.0  # hanging requests are released on shutdown; don't wait 60 s
 
@@ -58,6 +59,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-scale", type=float, default=1.0, help="lifecycle speed-up")
     parser.add_argument("--fault-rate", type=float, default=0.0, help="share of 5xx/bad answers")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fault dice")
+    parser.add_argument(
+        "--tables-per-project",
+        type=int,
+        default=8,
+        metavar="N",
+        help="tables in each project's transferMapping, as ListProjects lists it (8)",
+    )
+    parser.add_argument(
+        "--without-action",
+        action="append",
+        default=[],
+        choices=V4_ACTIONS,
+        metavar="ACTION",
+        help="act as an OMS without this 4.x Action: PARAM_ERROR (repeatable; "
+        + ", ".join(V4_ACTIONS)
+        + ")",
+    )
     parser.add_argument(
         "--fault",
         action="append",
@@ -134,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             fault_rate=args.fault_rate,
             seed=args.seed,
             faults=tuple(args.fault),
+            tables_per_project=args.tables_per_project,
+            without_actions=tuple(args.without_action),
         )
     except ValueError as exc:
         print(f"oms-exporter simulate: {exc}", file=sys.stderr)

@@ -81,6 +81,8 @@ PRECHECK_SECONDS: Final = 15.0
 STRUCT_SECONDS: Final = 30.0
 FULL_SECONDS: Final = 120.0
 INCR_SECONDS: Final = 60.0  # a migration then waits in the app-switch step for cut-over
+VERIFY_SECONDS: Final = 60.0  # full verification, alongside incremental sync
+ROW_BYTES: Final = 180  # average row size: OMS's *Iops figures are bytes per second
 
 STEP_NAMES: Final[dict[tuple[Api, Kind], tuple[str, ...]]] = {
     ("v4", "migration"): (
@@ -138,6 +140,8 @@ class ProjectDef:
     source_type: str = "MYSQL"
     sink_type: str = "OB_MYSQL"
     labels: tuple[str, ...] = ()
+    full_verify: bool = False  # a FULL_VERIFIER step after the full transfer
+    incr_verify: bool = False  # enableIncrVerify (no step of its own here)
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,7 +297,7 @@ def _milliseconds(value: int | str | None) -> int | str | None:
     return value * 1000 + 250 if isinstance(value, int) and value > 0 else value
 
 
-def _hostile(defn: ProjectDef, data: dict[str, object], *, id_key: str) -> dict[str, object]:
+def hostile(defn: ProjectDef, data: dict[str, object], *, id_key: str) -> dict[str, object]:
     """Act out the data faults that reach past the numbers: surrogates, deep nesting."""
     fault = defn.fault
     if fault == "surrogate_id" and id_key in data:
@@ -312,7 +316,7 @@ def _hostile(defn: ProjectDef, data: dict[str, object], *, id_key: str) -> dict[
 def progress_data(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
     """Render the `data` of a progress answer with exactly this flavour's field names."""
     data = _progress_fields(api, defn, snap)
-    return data if defn.fault == "none" else _hostile(defn, data, id_key="projectId")
+    return data if defn.fault == "none" else hostile(defn, data, id_key="projectId")
 
 
 def _progress_fields(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
@@ -359,36 +363,9 @@ def _progress_fields(api: Api, defn: ProjectDef, snap: Snapshot) -> dict[str, ob
     }
 
 
-def _iso(ts: float) -> str:
+def iso(ts: float) -> str:
+    """A UTC time the way OMS writes it: ``2024-09-13T09:08:34``, no zone."""
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-
-
-def project_info(
-    defn: ProjectDef, snap: Snapshot, *, now: float, started_at: float, time_scale: float
-) -> dict[str, object]:
-    """Render a project the way 4.x DescribeProject and ListProjects list it."""
-
-    def wall(t: float) -> str:
-        return _iso(started_at + (t - defn.offset_seconds) / time_scale)
-
-    full_end = phase_ends(defn)[FULL]
-    t = snap.lifecycle_seconds
-    data: dict[str, object] = {
-        "id": defn.id,
-        "name": defn.name,
-        "type": defn.kind.upper(),
-        "status": snap.status,
-        "importance": defn.importance,
-        "labels": [{"id": f"lbl_{stable_hash(x):08x}", "name": x} for x in defn.labels],
-        "owner": "admin",
-        "sourceEndpointType": defn.source_type,
-        "sinkEndpointType": defn.sink_type,
-        "gmtCreate": wall(-60.0),
-        "gmtStart": wall(0.0) if t >= 0 else None,
-        "gmtFinish": wall(min(t, full_end)) if snap.status == "FINISHED" else None,
-        "alarmStats": {"alarming": snap.status == "FAILED"},
-    }
-    return data if defn.fault == "none" else _hostile(defn, data, id_key="id")
 
 
 _STEP_TEXT: Final = (
@@ -397,13 +374,23 @@ _STEP_TEXT: Final = (
     "Full data transfer",
     "Incremental data transfer",
     "Application switchover",
+    "Full verification",
 )
+VERIFY: Final = 5  # the index of FULL_VERIFIER's text: a step, not a lifecycle phase
 
 
 def steps_data(
     defn: ProjectDef, snap: Snapshot, *, now: float, started_at: float, time_scale: float
 ) -> list[dict[str, object]]:
     """Render 4.x DescribeProjectSteps: one entry per enabled step, FULL with row counts."""
+    steps = project_steps(defn, snap, started_at=started_at, time_scale=time_scale)
+    return steps if defn.fault == "none" else _hostile_steps(defn, steps)
+
+
+def project_steps(
+    defn: ProjectDef, snap: Snapshot, *, started_at: float, time_scale: float
+) -> list[dict[str, object]]:
+    """The steps as OMS lists them (in DescribeProjectSteps and in each ListProjects item)."""
     ends = phase_ends(defn)
     t = snap.lifecycle_seconds
     wanted = [PRECHECK, STRUCT, FULL, INCR, SWITCH][: 5 if defn.kind == "migration" else 4]
@@ -424,25 +411,105 @@ def steps_data(
         progress = 100 if t >= end else 0 if phase >= INCR else _percent(t, start, end)
         if phase == INCR and t >= start:
             progress = 100
-        failed = status == "FAILED"
-        steps.append(
-            {
-                "order": len(steps) + 1,
-                "name": step_name("v4", defn.kind, phase),
-                "description": _STEP_TEXT[phase],
-                "status": status,
-                "progress": progress,
-                "startTime": _wall_iso(defn, start, started_at, time_scale) if t >= start else None,
-                "finishTime": _wall_iso(defn, end, started_at, time_scale) if t >= end else None,
-                "extraInfo": {
-                    "errorCode": "GHANA-OPERAT000002" if failed else None,
-                    "errorMsg": "Transfer task exited abnormally" if failed else None,
-                    "failedTime": _wall_iso(defn, t, started_at, time_scale) if failed else None,
-                },
-                "stepInfo": _step_info(defn, snap, phase, t, start),
-            }
+        step = _step(len(steps) + 1, step_name("v4", defn.kind, phase), phase)
+        step.update(
+            status=status,
+            progress=progress,
+            startTime=_wall_iso(defn, start, started_at, time_scale) if t >= start else None,
+            finishTime=_wall_iso(defn, end, started_at, time_scale) if t >= end else None,
+            stepInfo=_step_info(defn, snap, phase, t, start),
         )
-    return steps if defn.fault == "none" else _hostile_steps(defn, steps)
+        _fail(defn, step, t=t, started_at=started_at, time_scale=time_scale)
+        steps.append(step)
+        if phase == FULL and defn.full_verify:
+            steps.append(
+                _verifier(
+                    defn,
+                    snap,
+                    len(steps) + 1,
+                    start=end,
+                    started_at=started_at,
+                    time_scale=time_scale,
+                )
+            )
+    return steps
+
+
+def _step(order: int, name: str, phase: int) -> dict[str, object]:
+    return {
+        "order": order,
+        "name": name,
+        "description": _STEP_TEXT[phase],
+        "status": "INIT",
+        "extraInfo": {
+            "errorDetails": None,
+            "errorCode": None,
+            "errorMsg": None,
+            "errorParam": None,
+            "failedTime": None,
+        },
+        "startTime": None,
+        "finishTime": None,
+        "progress": 0,
+        "stepInfo": None,
+    }
+
+
+def _fail(
+    defn: ProjectDef, step: dict[str, object], *, t: float, started_at: float, time_scale: float
+) -> None:
+    """Say in extraInfo why a FAILED step failed, as OMS does."""
+    if step["status"] != "FAILED":
+        return
+    step["extraInfo"] = {
+        "errorDetails": None,
+        "errorCode": "GHANA-OPERAT000002",
+        "errorMsg": "Transfer task exited abnormally",
+        "errorParam": None,
+        "failedTime": _wall_iso(defn, t, started_at, time_scale),
+    }
+
+
+def _verifier(
+    defn: ProjectDef,
+    snap: Snapshot,
+    order: int,
+    *,
+    start: float,
+    started_at: float,
+    time_scale: float,
+) -> dict[str, object]:
+    """FULL_VERIFIER: compares every row after the full transfer, alongside incremental."""
+    t = snap.lifecycle_seconds
+    end = start + VERIFY_SECONDS
+    step = _step(order, "FULL_VERIFIER", VERIFY)
+    done = _percent(t, start, end) if t >= start else 0
+    status = "INIT" if t < start else "FINISHED" if t >= end else "RUNNING"
+    if snap.status == "FINISHED":
+        status, done = "FINISHED", 100
+    elif status == "RUNNING" and snap.status in ("FAILED", "SUSPEND"):
+        status = snap.status
+    running = status == "RUNNING"
+    rps = int(defn.capacity_rows * 1.03 / VERIFY_SECONDS) if running else 0
+    step.update(
+        status=status,
+        progress=done if status != "INIT" else None,
+        startTime=_wall_iso(defn, start, started_at, time_scale) if t >= start else None,
+        finishTime=_wall_iso(defn, end, started_at, time_scale) if status == "FINISHED" else None,
+    )
+    if status != "INIT":
+        step["stepInfo"] = {
+            "processedRecords": defn.capacity_rows * 103 * done // 10_000,
+            "capacity": defn.capacity_rows,
+            "srcRps": rps,
+            "dstRps": rps,
+            "srcRt": 2 if running else 0,
+            "dstRt": 4 if running else 0,
+            "srcIops": rps * ROW_BYTES,
+            "dstIops": rps * ROW_BYTES,
+        }
+    _fail(defn, step, t=t, started_at=started_at, time_scale=time_scale)
+    return step
 
 
 def _hostile_steps(defn: ProjectDef, steps: list[dict[str, object]]) -> list[dict[str, object]]:
@@ -464,7 +531,7 @@ def _hostile_steps(defn: ProjectDef, steps: list[dict[str, object]]) -> list[dic
 
 
 def _wall_iso(defn: ProjectDef, t: float, started_at: float, time_scale: float) -> str:
-    return _iso(started_at + (t - defn.offset_seconds) / time_scale)
+    return iso(started_at + (t - defn.offset_seconds) / time_scale)
 
 
 def _step_info(
@@ -481,15 +548,21 @@ def _step_info(
             "capacity": defn.capacity_rows,
             "srcRps": rps,
             "dstRps": int(rps * 0.98),
-            "srcRt": 3 if running else 0,
+            "srcRt": 3 if running else 0,  # milliseconds per row
             "dstRt": 11 if running else 0,
-            "srcIops": rps // 200,
-            "dstIops": rps // 150,
+            "srcIops": rps * ROW_BYTES,  # bytes per second, despite the name
+            "dstIops": int(rps * 0.98) * ROW_BYTES,
         }
     if phase == INCR and isinstance(snap.checkpoint, int) and snap.checkpoint > 0:
         lag = int(lag_seconds(defn, t))
         sample = snap.checkpoint + (lag * 1000 if defn.fault == "millisecond_checkpoint" else lag)
-        return {"incrTimestampCheckpoint": snap.checkpoint, "checkpointSampleTimestamp": sample}
+        return {
+            "incrTimestampCheckpoint": snap.checkpoint,
+            "checkpointSampleTimestamp": sample,  # when OMS sampled it: about now
+            "enableIncrStatistics": None,
+        }
+    if phase == SWITCH:
+        return {"checkpointSampleTimestamp": None}
     return {}
 
 
@@ -513,6 +586,8 @@ def demo_projects() -> list[ProjectDef]:
             importance="HIGH",
             reverse=True,
             labels=("demo", "orders"),
+            full_verify=True,
+            incr_verify=True,
         ),
         ProjectDef(
             "np_demo_sync",
@@ -570,6 +645,7 @@ def demo_projects() -> list[ProjectDef]:
             spiky=True,
             offset_seconds=_STEADY,
             phase_shift=0.7,
+            full_verify=True,
         ),
     ]
 
@@ -594,6 +670,8 @@ def bulk_project(index: int) -> ProjectDef:
         phase_shift=(h % 1000) / 1000,
         capacity_rows=100_000 + h % 50_000_000,
         labels=(f"shard-{index % 8}",),
+        full_verify=kind == "migration" and h % 3 == 0,
+        incr_verify=h % 5 == 0,
     )
     bucket = (h >> 8) % 20
     if bucket < 2:  # still moving through precheck, struct and full

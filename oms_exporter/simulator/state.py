@@ -19,6 +19,13 @@ from oms_exporter.simulator import scenario
 from oms_exporter.simulator.scenario import Api, ProjectDef, Snapshot
 
 Scenario = Literal["demo", "bulk"]
+#: The read-only 4.x Actions the simulator answers; ``without_actions`` removes some.
+V4_ACTIONS: Final = (
+    "ListProjects",
+    "DescribeProject",
+    "DescribeProjectProgress",
+    "DescribeProjectSteps",
+)
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,10 @@ class SimulatorConfig:
     seed: int = 0
     # (project ID, fault) pairs set at start and after every reset, e.g. for a soak.
     faults: tuple[tuple[str, str], ...] = ()
+    # Tables in each project's transferMapping (ListProjects items, DescribeProject).
+    tables_per_project: int = 8
+    # 4.x Actions this OMS does not have (an older OMS): answered PARAM_ERROR.
+    without_actions: tuple[str, ...] = ()
     clock: Callable[[], float] = field(default=time.time, repr=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +56,11 @@ class SimulatorConfig:
             raise ValueError(f"scenario must be demo or bulk, not {self.scenario!r}")
         if self.projects < 0 or self.time_scale <= 0 or not 0.0 <= self.fault_rate <= 1.0:
             raise ValueError("need projects >= 0, time_scale > 0 and 0 <= fault_rate <= 1")
+        if self.tables_per_project < 0:
+            raise ValueError("need tables_per_project >= 0")
+        for action in self.without_actions:
+            if action not in V4_ACTIONS:
+                raise ValueError(f"without_actions: {action!r} is not one of {list(V4_ACTIONS)}")
         for project_id, fault in self.faults:
             if fault not in scenario.FAULTS:
                 raise ValueError(
