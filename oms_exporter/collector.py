@@ -16,9 +16,13 @@ from dataclasses import dataclass, fields
 from operator import attrgetter
 
 from oms_exporter.families import (
+    BLOCKED_FAMILY_NAME,
+    BLOCKED_HELP,
     LAG_FAMILY_NAME,
     LAG_HELP,
     PROJECT_FAMILIES,
+    READY_FAMILY_NAME,
+    READY_HELP,
     SKEW_FAMILY_NAME,
     SKEW_HELP,
     Family,
@@ -29,11 +33,24 @@ from oms_exporter.families import (
     label,
     render_family,
 )
+from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import ProjectProgress
+from oms_exporter.readiness import (
+    BLOCKERS,
+    DEFAULT_MAX_LAG_SECONDS,
+    Check,
+    applies,
+    assemble,
+    clock_checks,
+    forward_checkpoint,
+    settled_checks,
+)
 from oms_exporter.store import Key, ProjectState, Store
 
 _LAG = Family(LAG_FAMILY_NAME, LAG_HELP, "gauge", lambda _state: ())
 _SKEW = Family(SKEW_FAMILY_NAME, SKEW_HELP, "gauge", lambda _state: ())
+_READY = Family(READY_FAMILY_NAME, READY_HELP, "gauge", lambda _state: ())
+_BLOCKED = Family(BLOCKED_FAMILY_NAME, BLOCKED_HELP, "gauge", lambda _state: ())
 _HIDDEN = frozenset(i for i, family in enumerate(PROJECT_FAMILIES) if family.hidden_when_stale)
 _INDEX = {family.name: i for i, family in enumerate(PROJECT_FAMILIES)}
 _UP = _INDEX["oms_project_up"]
@@ -83,6 +100,10 @@ class _Project:
     last_success_seconds: float | None
     up: bool
     errors: int  # polls failed so far: counters only grow, so the sum tells a change
+    # Cut-over readiness: the checks that depend on the progress only (None when the
+    # project cannot cut over), and the forward checkpoint the lag check reads.
+    settled: tuple[Check, ...] | None = None
+    checkpoint_seconds: float | None = None
 
 
 def _lags(state: ProjectState, labels: str) -> tuple[tuple[str, float], ...]:
@@ -107,6 +128,7 @@ class ProjectCollector:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._clock = clock
+        self._store = store
         self._projects: dict[Key, _Project] = {}
         # Per family: each project's encoded lines, in store order.
         self._lines: list[dict[Key, bytes]] = [{} for _ in PROJECT_FAMILIES]
@@ -117,8 +139,35 @@ class ProjectCollector:
         )
         store.subscribe(self._on_change)
 
-    def configure(self, *, stale_after_seconds: float, poll_interval_seconds: float) -> None:
+    def configure(
+        self,
+        *,
+        stale_after_seconds: float,
+        poll_interval_seconds: float,
+        cutover_max_lag_seconds: dict[str, float] | None = None,
+        metric_filter: MetricFilter | None = None,
+    ) -> None:
+        metric_filter = metric_filter or MetricFilter()
+        previous: MetricFilter | None = getattr(self, "_filter", None)
+        refilter = previous is not None and metric_filter != previous
+        self._filter = metric_filter
+        self._allowed = [
+            metric_filter.allows_family(family.name, family.type) for family in PROJECT_FAMILIES
+        ]
+        self._scrape_time_allowed = {
+            name: metric_filter.allows(name)
+            for name in (LAG_FAMILY_NAME, SKEW_FAMILY_NAME, READY_FAMILY_NAME, BLOCKED_FAMILY_NAME)
+        }
+        if refilter:  # a reload changed the lists: render every project again
+            self._projects.clear()
+            for lines in self._lines:
+                lines.clear()
+            for state in self._store:
+                self._on_change((state.oms, state.project_id), state)
         self._stale_after = stale_after_seconds
+        self._interval = poll_interval_seconds
+        # Per OMS name; DEFAULT_MAX_LAG_SECONDS for any not named.
+        self._max_lag = dict(cutover_max_lag_seconds or {})
         self._poll_note = f"Polled every {poll_interval_seconds:g} seconds."
         self._headers.clear()
 
@@ -139,6 +188,8 @@ class ProjectCollector:
         changed = _changed_families(old, state)
         chunks = list(old.chunks) if old is not None else [b""] * len(PROJECT_FAMILIES)
         for index in changed:
+            if not self._allowed[index]:  # denied: never rendered, costs nothing
+                continue
             chunk = render_family(PROJECT_FAMILIES[index], state, labels).encode()
             if chunk != chunks[index] or old is None:
                 chunks[index] = chunk
@@ -151,6 +202,14 @@ class ProjectCollector:
             last_success_seconds=state.last_success_seconds,
             up=state.up,
             errors=sum(state.errors.values()),
+            settled=(
+                (old.settled if old is not None and same else _settled(state.progress))
+                if applies(state.progress)
+                else None
+            ),
+            checkpoint_seconds=(
+                forward_checkpoint(state.progress) if state.progress is not None else None
+            ),
         )
 
     def _set_line(self, index: int, key: Key, chunk: bytes) -> None:
@@ -183,6 +242,41 @@ class ProjectCollector:
             self._headers[key] = text
         return text
 
+    def _readiness(
+        self, now: float, stale: frozenset[Key], *, openmetrics: bool
+    ) -> list[bytes | list[bytes]]:
+        """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
+        ready_lines: list[str] = []
+        blocked_lines: list[str] = []
+        for key, project in self._projects.items():
+            if project.settled is None:
+                continue
+            clock = clock_checks(
+                up=project.up and key not in stale,
+                last_success_seconds=project.last_success_seconds,
+                checkpoint_seconds=project.checkpoint_seconds,
+                now=now,
+                interval_seconds=self._interval,
+                max_lag_seconds=self._max_lag.get(key[0], DEFAULT_MAX_LAG_SECONDS),
+            )
+            readiness = assemble(project.settled, clock)
+            labels = f'oms="{escape_label(key[0])}",project_id="{escape_label(key[1])}"'
+            ready_lines.append(
+                f"{READY_FAMILY_NAME}{{{labels}}} {1.0 if readiness.ready else 0.0}\n"
+            )
+            held = set(readiness.blockers)
+            blocked_lines.extend(
+                f'{BLOCKED_FAMILY_NAME}{{{labels},blocker="{blocker}"}} '
+                f"{1.0 if blocker in held else 0.0}\n"
+                for blocker in BLOCKERS
+            )
+        out: list[bytes | list[bytes]] = []
+        if ready_lines and self._scrape_time_allowed[READY_FAMILY_NAME]:
+            out += [self._header(_READY, openmetrics), "".join(ready_lines).encode()]
+        if blocked_lines and self._scrape_time_allowed[BLOCKED_FAMILY_NAME]:
+            out += [self._header(_BLOCKED, openmetrics), "".join(blocked_lines).encode()]
+        return out
+
     def render(self, *, openmetrics: bool = False) -> bytes:
         return b"".join(pieces(self.render_parts(openmetrics=openmetrics)))
 
@@ -208,10 +302,12 @@ class ProjectCollector:
                     ahead[key[0]] = max(ahead[key[0]], -lag)
                     lag = 0.0
                 add(f"{prefix}{lag:.3f}\n")  # milliseconds: checkpoints are whole seconds
-        if lag_lines:
+        allowed = self._scrape_time_allowed
+        if lag_lines and allowed[LAG_FAMILY_NAME]:
             out.append(self._header(_LAG, openmetrics))
             out.append("".join(lag_lines).encode())
-        if ahead:
+        out.extend(self._readiness(now, stale, openmetrics=openmetrics))
+        if ahead and allowed[SKEW_FAMILY_NAME]:
             out.append(self._header(_SKEW, openmetrics))
             out.append(
                 "".join(
@@ -220,6 +316,10 @@ class ProjectCollector:
                 ).encode()
             )
         return out
+
+
+def _settled(progress: ProjectProgress | None) -> tuple[Check, ...] | None:
+    return settled_checks(progress) if progress is not None else None
 
 
 def pieces(parts: list[bytes | list[bytes]], *, batch: int = 4096) -> Iterator[bytes]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.oms.client import ApiChoice
 from oms_exporter.oms.discovery import DiscoveryFilter
 from oms_exporter.oms.transport import make_ssl_context
@@ -36,6 +37,7 @@ class TargetConfig:
     discovery: DiscoveryFilter | None  # None: discovery off
     discovery_interval_seconds: float
     step_details: bool
+    cutover_max_lag_seconds: float = 30.0
     tls_insecure_skip_verify: bool = False
     # A digest of the CA bundle's bytes: a rotated bundle means a new session.
     tls_ca_digest: str | None = None
@@ -55,6 +57,7 @@ class ExporterConfig:
     steady_steps_every_rounds: int
     settled_poll_every_rounds: int
     shard: Shard
+    metric_filter: MetricFilter
     log_level: str
     log_format: str
     listen_address: str
@@ -138,6 +141,11 @@ def _target(settings: Settings, target: OmsTarget, index: int | None) -> TargetC
         ),
         discovery_interval_seconds=discovery.interval,
         step_details=target.step_details,
+        cutover_max_lag_seconds=(
+            target.cutover_max_lag
+            if target.cutover_max_lag is not None
+            else settings.cutover_max_lag
+        ),
         tls_insecure_skip_verify=target.tls_insecure_skip_verify,
         tls_ca_digest=digest,
         ssl_context=context,
@@ -168,6 +176,9 @@ def build_config(settings: Settings) -> ExporterConfig:
         steady_steps_every_rounds=settings.steady_steps_every_rounds,
         settled_poll_every_rounds=settings.settled_poll_every_rounds,
         shard=shard,
+        metric_filter=MetricFilter(
+            allow=tuple(settings.metric_allowlist), deny=tuple(settings.metric_denylist)
+        ),
         log_level=settings.log_level,
         log_format=settings.log_format,
         listen_address=settings.listen_address,

@@ -231,6 +231,10 @@ class Exporter:
         self.collector.configure(
             stale_after_seconds=config.stale_after_seconds,
             poll_interval_seconds=config.poll_interval_seconds,
+            cutover_max_lag_seconds={
+                target.name: target.cutover_max_lag_seconds for target in config.targets
+            },
+            metric_filter=config.metric_filter,
         )
         self.metrics.poll_interval.set(config.poll_interval_seconds)
         self.metrics.set_shard(index=config.shard.index, count=config.shard.count)

@@ -32,6 +32,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from oms_exporter.metricfilter import check_patterns
 from oms_exporter.oms.client import ApiChoice
 from oms_exporter.yamlfile import YamlRefused, load_yaml
 
@@ -80,6 +81,18 @@ ProjectIds = Annotated[
     BeforeValidator(_split_ids),
     AfterValidator(_encodable),
     AfterValidator(_unique),
+]
+
+
+def _split_patterns(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# Regular expressions on metric family names, comma-separated outside YAML.
+Patterns = Annotated[
+    list[str], NoDecode, BeforeValidator(_split_patterns), AfterValidator(check_patterns)
 ]
 
 
@@ -144,6 +157,7 @@ class OmsTarget(BaseModel):
     project_ids: ProjectIds = []
     discovery: DiscoverySettings = DiscoverySettings()
     step_details: bool = True
+    cutover_max_lag: float | None = Field(default=None, ge=0, le=86400)  # None: the global
 
     @field_validator("url")
     @classmethod
@@ -227,6 +241,12 @@ class Settings(BaseSettings):
     step_details: bool = Field(
         default=True, description="poll 4.x DescribeProjectSteps for per-step metrics"
     )
+    cutover_max_lag: float = Field(
+        default=30.0,
+        ge=0,
+        le=86400,
+        description="seconds of forward lag a migration may have and still be ready for cut-over",
+    )
     steady_steps_every_rounds: int = Field(
         default=10,
         ge=1,
@@ -238,6 +258,14 @@ class Settings(BaseSettings):
         ge=1,
         le=1000,
         description="poll FINISHED, RELEASED and DELETED projects every N rounds",
+    )
+    metric_allowlist: Patterns = Field(
+        default=[],
+        description="comma-separated regexes: publish only the metric families they match",
+    )
+    metric_denylist: Patterns = Field(
+        default=[],
+        description="comma-separated regexes: leave out the metric families they match",
     )
     shard_index: int | None = Field(
         default=None, ge=0, description="this replica's shard (default: StatefulSet ordinal)"
@@ -311,6 +339,11 @@ class Settings(BaseSettings):
         labels = [target.label for target in self.oms_targets()]
         if len(set(labels)) != len(labels):
             raise ValueError("targets must have distinct names")
+        if self.metric_allowlist and self.metric_denylist:
+            raise ValueError(
+                "set metric_allowlist (OMS_EXPORTER_METRIC_ALLOWLIST) or metric_denylist "
+                "(OMS_EXPORTER_METRIC_DENYLIST), not both"
+            )
         if self.shard_index is not None and self.shard_index >= self.shard_count:
             raise ValueError("shard_index must be below shard_count")
         return self
@@ -335,6 +368,7 @@ class Settings(BaseSettings):
                     enabled=self.discovery, interval=self.discovery_interval
                 ),
                 step_details=self.step_details,
+                cutover_max_lag=self.cutover_max_lag,
             )
         ]
 

@@ -16,6 +16,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from oms_exporter.landing import render_landing
+from oms_exporter.metricfilter import FilteredCollector
 from oms_exporter.runtime import Exporter
 from oms_exporter.scrapes import Reader, SharedRenders
 from oms_exporter.webconfig import WebConfig, auth_middleware
@@ -69,10 +70,11 @@ RENDERS_KEY: Final = web.AppKey("renders", SharedRenders)
 
 def _parts(exporter: Exporter, *, openmetrics: bool) -> list[bytes | list[bytes]]:
     parts = exporter.collector.render_parts(openmetrics=openmetrics)
+    own = FilteredCollector(exporter.metrics.registry, exporter.config.metric_filter)
     if openmetrics:
-        parts.append(generate_openmetrics(exporter.metrics.registry))  # type: ignore[no-untyped-call]
+        parts.append(generate_openmetrics(own))  # type: ignore[no-untyped-call]
     else:
-        parts.append(generate_latest(exporter.metrics.registry))
+        parts.append(generate_latest(own))
     return parts
 
 

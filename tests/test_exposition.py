@@ -23,6 +23,7 @@ from oms_exporter.families import (
     Family,
     header,
 )
+from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import Api, Checkpoint, Kind, ProjectProgress, Reason
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.store import Store
@@ -272,3 +273,31 @@ def test_every_help_line_is_the_one_prometheus_client_would_write(openmetrics: b
         documentation = f"{family.help} {POLL_NOTE}"
         expected = prometheus_client_help_line(name, documentation, openmetrics=openmetrics)
         assert ours == expected, family.name
+
+
+def test_denied_families_are_never_rendered_and_a_new_list_applies_to_every_project(
+    store: Store, clock: Clock
+):
+    collector = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30)
+    collector.configure(
+        stale_after_seconds=90,
+        poll_interval_seconds=30,
+        metric_filter=MetricFilter(deny=("oms_project_status", "oms_project_incr_sync_.*")),
+    )
+    store.record_success("oms-a:8089", "np_1", progress(), now=NOW)
+    text = collector.render().decode()
+    assert "oms_project_status{" not in text
+    assert "oms_project_incr_sync_lag_seconds{" not in text
+    assert "oms_project_incr_sync_checkpoint_timestamp_seconds{" not in text
+    assert "oms_project_up{" in text
+    # A reload to an allow list: every project is rendered again under the new list.
+    collector.configure(
+        stale_after_seconds=90,
+        poll_interval_seconds=30,
+        metric_filter=MetricFilter(allow=("oms_project_status", "oms_project_poll_errors_total")),
+    )
+    names = {family.name for family in parse_text(collector.render().decode())}
+    assert names == {"oms_project_status"}  # no errors yet, so no error counter lines
+    store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
+    names = {family.name for family in parse_text(collector.render().decode())}
+    assert names == {"oms_project_status", "oms_project_poll_errors"}

@@ -227,3 +227,14 @@ def test_intervals_below_their_floor_are_refused(flag: str, value: str, setting:
     assert len(result.stderr.strip().splitlines()) == 1
     assert setting in result.stderr
     assert "greater than or equal" in result.stderr
+
+
+def test_metric_lists_are_regexes_and_mutually_exclusive(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("OMS_EXPORTER_OMS_URL", "http://x:1")
+    monkeypatch.setenv("OMS_EXPORTER_PROJECT_IDS", "a")
+    settings = load_settings({"metric_denylist": "oms_project_step_.*, oms_project_info"})
+    assert settings.metric_denylist == ["oms_project_step_.*", "oms_project_info"]
+    with pytest.raises(ConfigError, match=r"metric_allowlist .*not a valid regular expression"):
+        load_settings({"metric_allowlist": "oms_(project"})
+    with pytest.raises(ConfigError, match="not both"):
+        load_settings({"metric_allowlist": "a", "metric_denylist": "b"})

@@ -1,0 +1,228 @@
+"""Can this migration cut over now? The blockers, from what the last poll learned.
+
+One module decides, for /metrics (at scrape time), the status page and the
+``oms-exporter cutover`` command alike. Most checks depend only on the polled progress
+and are computed when it changes (``settled_checks``); the two that depend on the clock,
+``stale`` and ``lag``, are computed at the moment of asking (``assess``), so a frozen OMS
+never looks ready. The facts follow ODC's ProjectStepResultChecker: structure and full
+transfer FINISHED, full verification at 100 %, INCR_TRANSFER in MONITORING.
+
+On OMS 3.3 there are no step details: ``verification_running`` and
+``verification_inconsistent`` are unknown there (reported, never blocking), structure and
+full transfer come from the progress percentages, and ``incr_not_running`` from the
+project's status and a forward checkpoint being present.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from oms_exporter.model import Kind, ProjectProgress, Step
+
+BLOCKERS: Final = (
+    "stale",
+    "status",
+    "struct",
+    "full",
+    "verification_running",
+    "verification_inconsistent",
+    "incr_not_running",
+    "lag",
+    "alarming",
+)
+DEFAULT_MAX_LAG_SECONDS: Final = 30.0
+_STRUCT_STEPS: Final = ("STRUCT_TRANSFER", "STRUCT_MIGRATION")
+_FULL_STEPS: Final = ("FULL_TRANSFER", "FULL_MIGRATION")
+_VERIFY_STEP: Final = "FULL_VERIFIER"
+_INCR_STEP: Final = "INCR_TRANSFER"
+_STEADY_INCR: Final = "MONITORING"
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One blocker's verdict: True blocks, False passes, None is unknown here (3.3)."""
+
+    blocker: str
+    blocked: bool | None
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """Every blocker's check, in BLOCKERS order."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def blockers(self) -> tuple[str, ...]:
+        return tuple(check.blocker for check in self.checks if check.blocked)
+
+    @property
+    def ready(self) -> bool:
+        return not self.blockers
+
+
+def applies(progress: ProjectProgress | None) -> bool:
+    """Only migrations with incremental sync cut over; sync projects never do."""
+    return (
+        progress is not None
+        and progress.kind is Kind.MIGRATION
+        and progress.features.get("incr", False)
+    )
+
+
+def _step(steps: tuple[Step, ...] | None, names: tuple[str, ...]) -> Step | None:
+    for step in steps or ():
+        if step.name in names:
+            return step
+    return None
+
+
+def _percent(ratio: float | None) -> str:
+    return "no progress reported" if ratio is None else f"{ratio * 100:.0f} %"
+
+
+def _transfer(progress: ProjectProgress, feature: str, names: tuple[str, ...]) -> Check:
+    blocker = "struct" if feature == "struct" else "full"
+    what = "structure" if feature == "struct" else "full"
+    if not progress.features.get(feature, False):
+        return Check(blocker, False, f"{what} transfer not enabled")
+    step = _step(progress.steps, names)
+    if step is not None:
+        done = step.status == "FINISHED"
+        return Check(blocker, not done, f"{what} {step.status}, {_percent(step.progress_ratio)}")
+    ratio = progress.struct_progress_ratio if feature == "struct" else progress.full_progress_ratio
+    return Check(blocker, ratio is None or ratio < 1.0, f"{what} {_percent(ratio)}")
+
+
+def _verification_running(progress: ProjectProgress) -> Check:
+    if not progress.features.get("full_verify", False):
+        return Check("verification_running", False, "full verification not enabled")
+    if progress.steps is None:
+        return Check("verification_running", None, "unknown: no step details (OMS 3.3)")
+    step = _step(progress.steps, (_VERIFY_STEP,))
+    if step is None:
+        return Check("verification_running", True, "no FULL_VERIFIER step yet")
+    # ODC: verification is done when FULL_VERIFIER is at 100 % (it may stay RUNNING).
+    done = step.status == "FINISHED" or step.progress_ratio == 1.0
+    return Check(
+        "verification_running",
+        not done,
+        f"verification {step.status}, {_percent(step.progress_ratio)}",
+    )
+
+
+def _verification_inconsistent(progress: ProjectProgress) -> Check:
+    if not progress.features.get("full_verify", False):
+        return Check("verification_inconsistent", False, "full verification not enabled")
+    result = progress.verification
+    if result is None:
+        known = progress.steps is not None
+        return Check(
+            "verification_inconsistent",
+            None,
+            "no verification result yet" if known else "unknown: no step details (OMS 3.3)",
+        )
+    different = result.different_rows or 0.0
+    bad = result.inconsistent_tables
+    detail = f"{different:.0f} different rows in {result.table_count} tables"
+    if bad:
+        detail += f", {bad} tables neither consistent nor empty on both sides"
+    return Check("verification_inconsistent", different > 0 or bad > 0, detail)
+
+
+def _incr_not_running(progress: ProjectProgress) -> Check:
+    step = _step(progress.steps, (_INCR_STEP,))
+    if step is not None:
+        return Check(
+            "incr_not_running",
+            step.status != _STEADY_INCR,
+            f"INCR_TRANSFER {step.status}",
+        )
+    forward = any(p.direction == "forward" and p.seconds for p in progress.checkpoints)
+    running = progress.status == "RUNNING" and forward
+    detail = "incremental sync reports a checkpoint" if forward else "no incremental checkpoint"
+    return Check("incr_not_running", not running, detail)
+
+
+def _alarming(progress: ProjectProgress) -> Check:
+    alarming = progress.details.alarming if progress.details is not None else None
+    if alarming is None:
+        return Check("alarming", False, "OMS alarm state unknown (discovery did not list it)")
+    return Check("alarming", alarming, "OMS is alarming" if alarming else "OMS is not alarming")
+
+
+def settled_checks(progress: ProjectProgress) -> tuple[Check, ...]:
+    """The checks that depend only on the polled progress: computed once per change."""
+    status = progress.status
+    return (
+        Check("status", status != "RUNNING", f"status {status}"),
+        _transfer(progress, "struct", _STRUCT_STEPS),
+        _transfer(progress, "full", _FULL_STEPS),
+        _verification_running(progress),
+        _verification_inconsistent(progress),
+        _incr_not_running(progress),
+        _alarming(progress),
+    )
+
+
+def forward_checkpoint(progress: ProjectProgress) -> float | None:
+    for point in progress.checkpoints:
+        if point.direction == "forward" and point.seconds is not None:
+            return point.seconds
+    return None
+
+
+def clock_checks(
+    *,
+    up: bool,
+    last_success_seconds: float | None,
+    checkpoint_seconds: float | None,
+    now: float,
+    interval_seconds: float,
+    max_lag_seconds: float,
+) -> tuple[Check, Check]:
+    """``stale`` and ``lag``: what depends on the time of asking."""
+    if not up or last_success_seconds is None:
+        stale = Check("stale", True, "the last poll failed")
+    else:
+        age = now - last_success_seconds
+        stale = Check("stale", age > 2 * interval_seconds, f"polled {age:.0f} s ago")
+    if checkpoint_seconds is None:
+        lag = Check("lag", True, "no incremental checkpoint")
+    else:
+        seconds = max(0.0, now - checkpoint_seconds)
+        lag = Check(
+            "lag",
+            seconds > max_lag_seconds,
+            f"lag {seconds:.0f} s of at most {max_lag_seconds:g} s",
+        )
+    return stale, lag
+
+
+def assemble(settled: tuple[Check, ...], clock: tuple[Check, Check]) -> Readiness:
+    """Every check, in BLOCKERS order."""
+    by_name = {check.blocker: check for check in (*settled, *clock)}
+    return Readiness(tuple(by_name[name] for name in BLOCKERS))
+
+
+def assess(
+    progress: ProjectProgress,
+    *,
+    up: bool,
+    last_success_seconds: float | None,
+    now: float,
+    interval_seconds: float,
+    max_lag_seconds: float = DEFAULT_MAX_LAG_SECONDS,
+) -> Readiness:
+    """The whole verdict at ``now``, for the status page and the `cutover` command."""
+    clock = clock_checks(
+        up=up,
+        last_success_seconds=last_success_seconds,
+        checkpoint_seconds=forward_checkpoint(progress),
+        now=now,
+        interval_seconds=interval_seconds,
+        max_lag_seconds=max_lag_seconds,
+    )
+    return assemble(settled_checks(progress), clock)
