@@ -15,7 +15,6 @@ from prometheus_client.utils import floatToGoString
 from oms_exporter.model import (
     ALL_STATUSES,
     FEATURES,
-    STEP_STATUSES,
     VERIFY_RESULTS,
     VERIFY_ROW_KINDS,
     FullTransfer,
@@ -132,23 +131,32 @@ def _steps(state: ProjectState) -> Iterable[Step]:
         yield from state.progress.steps
 
 
+# A step in this status is done: its progress is 1 by definition and is not published.
+_DONE_STEP: Final = "FINISHED"
+# Rates, latencies and the ETA of a full transfer mean something only while it runs.
+_RUNNING_STEP: Final = "RUNNING"
+
+
 def _step_progress(state: ProjectState) -> Iterable[Sample]:
     for step in _steps(state):
-        if step.progress_ratio is not None:
+        if step.progress_ratio is not None and step.status != _DONE_STEP:
             yield label("step", step.name), step.progress_ratio
 
 
 def _step_status(state: ProjectState) -> Iterable[Sample]:
+    # One series per step, its status a label, always 1: a one-hot over 7 statuses would
+    # be 70 series for 10 steps, the bulk of a project's samples.
     for step in _steps(state):
-        for status in STEP_STATUSES:
-            yield label("step", step.name) + label("status", status), float(status == step.status)
+        yield label("step", step.name) + label("status", step.status), 1.0
 
 
 def _full_transfer(
-    value: Callable[[FullTransfer], float | None],
+    value: Callable[[FullTransfer], float | None], *, while_running: bool = False
 ) -> Callable[[ProjectState], Iterable[Sample]]:
     def samples(state: ProjectState) -> Iterable[Sample]:
         for step in _steps(state):
+            if while_running and step.status != _RUNNING_STEP:
+                continue
             if step.full_transfer is not None:
                 number = value(step.full_transfer)
                 if number is not None:
@@ -251,15 +259,16 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
     ),
     Family(
         "oms_project_step_progress_ratio",
-        "Progress of each step of the project (4.x DescribeProjectSteps), 0 to 1.",
+        "Progress of each step of the project that is not FINISHED (4.x "
+        "DescribeProjectSteps), 0 to 1; a FINISHED step is at 1.",
         "gauge",
         _step_progress,
         hidden_when_stale=True,
     ),
     Family(
         "oms_project_step_status",
-        "Status of each step of the project, one-hot; UNKNOWN for values this exporter does "
-        "not know.",
+        "Status of each step of the project as a label, always 1: one series per step; "
+        "UNKNOWN for values this exporter does not know.",
         "gauge",
         _step_status,
     ),
@@ -281,14 +290,14 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
         "oms_project_full_transfer_source_rows_per_second",
         "Rows per second read from the source during full transfer.",
         "gauge",
-        _full_transfer(lambda f: f.source_rows_per_second),
+        _full_transfer(lambda f: f.source_rows_per_second, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
         "oms_project_full_transfer_sink_rows_per_second",
         "Rows per second written to the sink during full transfer.",
         "gauge",
-        _full_transfer(lambda f: f.sink_rows_per_second),
+        _full_transfer(lambda f: f.sink_rows_per_second, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
@@ -296,7 +305,7 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
         "Bytes per second read from the source during full transfer or verification "
         "(OMS's srcIops).",
         "gauge",
-        _full_transfer(lambda f: f.source_bytes_per_second),
+        _full_transfer(lambda f: f.source_bytes_per_second, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
@@ -304,28 +313,28 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
         "Bytes per second written to the sink during full transfer or verification "
         "(OMS's dstIops).",
         "gauge",
-        _full_transfer(lambda f: f.sink_bytes_per_second),
+        _full_transfer(lambda f: f.sink_bytes_per_second, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
         "oms_project_full_transfer_source_row_latency_seconds",
         "Seconds per row read from the source (OMS's srcRt, sent in milliseconds).",
         "gauge",
-        _full_transfer(lambda f: f.source_row_latency_seconds),
+        _full_transfer(lambda f: f.source_row_latency_seconds, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
         "oms_project_full_transfer_sink_row_latency_seconds",
         "Seconds per row written to the sink (OMS's dstRt, sent in milliseconds).",
         "gauge",
-        _full_transfer(lambda f: f.sink_row_latency_seconds),
+        _full_transfer(lambda f: f.sink_row_latency_seconds, while_running=True),
         hidden_when_stale=True,
     ),
     Family(
         "oms_project_full_transfer_eta_seconds",
         "Estimated seconds until full transfer ends: rows left over the sink's current rate.",
         "gauge",
-        _full_transfer(lambda f: f.eta_seconds),
+        _full_transfer(lambda f: f.eta_seconds, while_running=True),
         hidden_when_stale=True,
     ),
     Family(

@@ -86,7 +86,7 @@ def _summary() -> list[stat.Panel]:
             panel_id=4,
             title="Failed",
             description="Projects in status FAILED",
-            pos=at(6, 1, 3, 4),
+            pos=at(6, 1, 2, 4),
             expr=count_of(series(status, 'status="FAILED"') + " == 1"),
             colours=thresholds("green", (1, "red")),
         ),
@@ -94,7 +94,7 @@ def _summary() -> list[stat.Panel]:
             panel_id=5,
             title="Suspended",
             description="Projects in status SUSPEND",
-            pos=at(9, 1, 3, 4),
+            pos=at(8, 1, 2, 4),
             expr=count_of(series(status, 'status="SUSPEND"') + " == 1"),
             colours=thresholds("green", (1, "orange")),
         ),
@@ -102,15 +102,25 @@ def _summary() -> list[stat.Panel]:
             panel_id=6,
             title="Polls failing",
             description="Projects whose last poll failed (oms_project_up == 0)",
-            pos=at(12, 1, 3, 4),
+            pos=at(10, 1, 3, 4),
             expr=count_of(f"{series('oms_project_up')} == 0"),
             colours=thresholds("green", (1, "orange")),
+        ),
+        summary_stat(
+            panel_id=34,
+            title="Ready for cut-over",
+            description=(
+                "Migrations with no cut-over blocker now (oms_project_cutover_ready == 1)"
+            ),
+            pos=at(13, 1, 3, 4),
+            expr=count_of(f"{series('oms_project_cutover_ready')} == 1"),
+            colours=thresholds("blue", (1, "green")),
         ),
         summary_stat(
             panel_id=7,
             title="Worst lag",
             description="Largest incremental sync lag of the selected projects",
-            pos=at(15, 1, 3, 4),
+            pos=at(16, 1, 3, 4),
             expr=f"max({series('oms_project_incr_sync_lag_seconds')})",
             unit="s",
             colours=thresholds("green", *LAG_COLOURS),
@@ -119,7 +129,7 @@ def _summary() -> list[stat.Panel]:
             panel_id=8,
             title="Firing alerts",
             description="OMS alerts firing now for the selected OMS",
-            pos=at(18, 1, 3, 4),
+            pos=at(19, 1, 3, 4),
             expr=count_of(firing_alerts(per_project=False)),
             colours=thresholds("green", (1, "red")),
         ),
@@ -127,7 +137,7 @@ def _summary() -> list[stat.Panel]:
             panel_id=9,
             title="OMS API",
             description="Whether every selected OMS answered the last poll round (oms_up)",
-            pos=at(21, 1, 3, 4),
+            pos=at(22, 1, 2, 4),
             expr=f"min({series('oms_up', scope='oms')})",
             colours=thresholds("red", (1, "green")),
             mappings=[two_states(("DOWN", "red"), ("UP", "green"))],
@@ -155,6 +165,7 @@ def _projects_table() -> table.Panel:
             ("Full", series("oms_project_full_progress_ratio")),
             ("Full ETA", series("oms_project:full_progress_eta_seconds")),
             ("Lag", series("oms_project:incr_sync_lag_seconds:max")),
+            ("Cut-over", series("oms_project_cutover_ready")),
             ("Poll", series("oms_project_up")),
             ("Last success", f"{series('oms_project_last_success_timestamp_seconds')} * 1000"),
         ],
@@ -214,6 +225,18 @@ def _projects_table() -> table.Panel:
                     id_val="custom.cellOptions", value=cm.TableColorTextCellOptions()
                 ),
                 dm.DynamicConfigValue(id_val="custom.width", value=80),
+            ],
+        )
+        .override_by_name(
+            "Cut-over",
+            [
+                dm.DynamicConfigValue(
+                    id_val="mappings", value=[two_states(("blocked", "orange"), ("READY", "green"))]
+                ),
+                dm.DynamicConfigValue(
+                    id_val="custom.cellOptions", value=cm.TableColorTextCellOptions()
+                ),
+                dm.DynamicConfigValue(id_val="custom.width", value=90),
             ],
         )
         .override_by_name(

@@ -10,6 +10,7 @@ from .common import PROJECT_UID, dashboard
 from .panels import (
     STEP_STATUSES,
     at,
+    bars,
     coloured_status_column,
     graph,
     lag_graph,
@@ -38,7 +39,7 @@ def build() -> dash.Dashboard:
         ),
         many_projects=False,
     )
-    for panel in [*_now(), *_steps_and_transfer(), *_over_time()]:
+    for panel in [*_now(), *_steps_and_transfer(), *_over_time(), *_cutover()]:
         board = board.with_panel(panel)
     return board
 
@@ -192,6 +193,9 @@ def _now() -> list[Builder[dm.Panel]]:
     ]
 
 
+FINISHED = 'status="FINISHED"'
+
+
 def _steps_and_transfer() -> list[Builder[dm.Panel]]:
     steps = merged_table(
         panel_id=18,
@@ -203,7 +207,12 @@ def _steps_and_transfer() -> list[Builder[dm.Panel]]:
         pos=at(0, 15, 12, 8),
         label_queries=[f"max by (step, status) ({series('oms_project_step_status')} == 1)"],
         value_columns=[
-            ("Progress", f"max by (step) ({series('oms_project_step_progress_ratio')})")
+            (
+                "Progress",
+                # A FINISHED step publishes no progress: it is at 1.
+                f"max by (step) ({series('oms_project_step_progress_ratio')}) or "
+                f"max by (step) ({series('oms_project_step_status', FINISHED)})",
+            )
         ],
         columns=[("step", "Step"), ("status", "Status")],
     )
@@ -357,5 +366,79 @@ def _over_time() -> list[Builder[dm.Panel]]:
             ratio=True,
             decimals=0,
             targets=[query(series("oms_project_up"), legend="up")],
+        ),
+    ]
+
+
+def _cutover() -> list[Builder[dm.Panel]]:
+    """Can this migration cut over now, what blocks it, and what the verification found."""
+    return [
+        stat_panel(
+            panel_id=22,
+            title="Cut-over",
+            description=(
+                "Whether this migration could cut over now (oms_project_cutover_ready): "
+                "computed when Prometheus scrapes, so a frozen OMS never reads ready. Only "
+                "migrations with incremental sync."
+            ),
+            pos=at(0, 47, 4, 5),
+            mappings=[two_states(("BLOCKED", "orange"), ("READY", "green"))],
+            background=True,
+            targets=[query(series("oms_project_cutover_ready"), legend="cut-over", instant=True)],
+        ),
+        stat_panel(
+            panel_id=23,
+            title="Cut-over blockers",
+            description=(
+                "The blockers that hold now (oms_project_cutover_blocked == 1): stale, status, "
+                "struct, full, verification_running, verification_inconsistent, "
+                "incr_not_running, lag, alarming."
+            ),
+            pos=at(4, 47, 8, 5),
+            show_name=True,
+            colours=thresholds("orange"),
+            targets=[
+                query(
+                    f"{series('oms_project_cutover_blocked')} == 1",
+                    legend="{{blocker}}",
+                    instant=True,
+                )
+            ],
+        ),
+        stat_panel(
+            panel_id=24,
+            title="Verification: different rows",
+            description=(
+                "Rows OMS's full verification found different (differentNumber); "
+                "4.x projects with full verification only."
+            ),
+            pos=at(12, 47, 4, 5),
+            unit="short",
+            colours=thresholds("green", (1, "red")),
+            targets=[
+                query(
+                    series("oms_project_full_verify_different_rows"),
+                    legend="different rows",
+                    instant=True,
+                )
+            ],
+        ),
+        bars(
+            panel_id=25,
+            title="Verified tables by result",
+            description=(
+                "Tables of the full verification by result (oms_project_full_verify_tables); "
+                "results with no table are left out."
+            ),
+            pos=at(16, 47, 8, 5),
+            unit="short",
+            colours=thresholds("blue"),
+            targets=[
+                query(
+                    f"{series('oms_project_full_verify_tables')} > 0",
+                    legend="{{result}}",
+                    instant=True,
+                )
+            ],
         ),
     ]
