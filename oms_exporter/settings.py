@@ -7,9 +7,8 @@ Sources, highest first: CLI flags (passed in as init values), environment
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -133,10 +132,7 @@ class DiscoverySettings(BaseModel):
     @classmethod
     def _check_regex(cls, value: str | None) -> str | None:
         if value is not None:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"is not a valid regular expression: {exc.msg}") from None
+            check_patterns([value])
         return value
 
 
@@ -381,6 +377,10 @@ class Settings(BaseSettings):
     def stale_after_seconds(self) -> float:
         return self.stale_after if self.stale_after is not None else 3 * self.poll_interval
 
+    # Below flags and environment: the YAML file's values, then a caller's defaults
+    # (--demo's). Set on the class load_settings builds for one load.
+    lower_sources: ClassVar[tuple[dict[str, Any], ...]] = ()
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -390,30 +390,18 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings)
+        lower_sources: tuple[dict[str, Any], ...] = getattr(settings_cls, "lower_sources", ())
+        lower = [
+            InitSettingsSource(settings_cls, init_kwargs=values)
+            for values in lower_sources
+            if values
+        ]
+        return (init_settings, env_settings, *lower)
 
 
 def _settings_class(file_values: dict[str, Any], defaults: dict[str, Any]) -> type[Settings]:
     """Settings whose sources are flags, environment, the file's values, then ``defaults``."""
-
-    class _Loaded(Settings):
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            lower = [
-                InitSettingsSource(settings_cls, init_kwargs=values)
-                for values in (file_values, defaults)
-                if values
-            ]
-            return (init_settings, env_settings, *lower)
-
-    return _Loaded
+    return type("LoadedSettings", (Settings,), {"lower_sources": (file_values, defaults)})
 
 
 def parse_listen_address(value: str) -> tuple[str | None, int]:
