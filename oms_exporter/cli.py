@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="oms-exporter",
         description="Prometheus exporter for OceanBase Migration Service project progress. "
         "Every flag can also be set as OMS_EXPORTER_<NAME> or in the --config YAML file. "
-        "Run 'oms-exporter simulate --help' for the built-in OMS simulator.",
+        "Run 'oms-exporter simulate --help' for the built-in OMS simulator, "
+        "'oms-exporter cutover --help' to check a migration's cut-over readiness.",
         argument_default=argparse.SUPPRESS,
     )
     parser.add_argument("--version", action="version", version=f"oms-exporter {__version__}")
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         from oms_exporter.simulator.cli import main as simulate
 
         return simulate(args_list[1:])
+    if args_list[:1] == ["cutover"]:
+        from oms_exporter.cutover import main as cutover
+
+        return cutover(args_list[1:])
     args = vars(build_parser().parse_args(args_list))
     config_file: Path | None = args.pop("config", None)
     check_only = bool(args.pop("check_config", False))

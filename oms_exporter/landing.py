@@ -1,6 +1,8 @@
 """The page at /: what a person without Grafana needs, server-rendered, no external assets.
 
-One HTML table of the projects, problems first, refreshed by ``<meta http-equiv=refresh>``;
+One HTML table of the projects, problems first, refreshed by ``<meta http-equiv=refresh>``,
+with each migration's cut-over readiness (``readiness.assess`` at render time) and the
+tables its full verification found worst, folded in a ``<details>``;
 no JavaScript, no external URL, a Content-Security-Policy that forbids loading anything.
 Every value that came from configuration or OMS is escaped; no secret is ever passed in.
 With many projects only the first ``MAX_ROWS`` (down and failed ones first) are shown, so
@@ -18,7 +20,8 @@ from typing import TYPE_CHECKING, Final
 from urllib.parse import urlsplit
 
 from oms_exporter import __version__
-from oms_exporter.model import ALL_STATUSES
+from oms_exporter.model import ALL_STATUSES, MAX_WORST_TABLES, FullVerification, VerifiedTable
+from oms_exporter.readiness import DEFAULT_MAX_LAG_SECONDS, applies, assess
 from oms_exporter.store import ProjectState
 
 if TYPE_CHECKING:
@@ -29,8 +32,21 @@ MAX_ROWS: Final = 500
 _MAX_NAME: Final = 120
 _MAX_ERROR: Final = 300
 _MAX_RAW: Final = 64
+_MAX_TABLE_NAME: Final = 200
 NO_DATA: Final = "NO DATA"  # down before OMS ever answered
 PENDING: Final = "NOT POLLED YET"
+# Each cut-over blocker in words, for a person; its check's detail follows.
+BLOCKER_WORDS: Final = {
+    "stale": "no recent poll",
+    "status": "not running",
+    "struct": "structure not done",
+    "full": "full data not done",
+    "verification_running": "verification running",
+    "verification_inconsistent": "verification found differences",
+    "incr_not_running": "incremental sync not steady",
+    "lag": "lag too high",
+    "alarming": "OMS is alarming",
+}
 
 # Every colour on the page. tests/test_status_page.py computes the WCAG contrast of each
 # text colour on each background it can appear on (>= 4.5:1) and that the page uses no
@@ -108,8 +124,10 @@ def _style() -> str:
         f".bar span{{display:block;height:100%;background:{fill};border-radius:.2rem}}"
         f".muted{{color:{t['muted']};font-weight:400}}"
         f".down{{color:{t['down']};font-weight:600}}.up{{color:{t['up']};font-weight:600}}"
-        ".error{overflow-wrap:break-word;min-width:12rem;max-width:28rem}.nowrap{white-space:nowrap}"
-        ".step{min-width:8.5rem}"
+        ".error{overflow-wrap:break-word;min-width:10rem;max-width:28rem}.nowrap{white-space:nowrap}"
+        ".step{min-width:8.5rem}.cutover{min-width:7rem;max-width:15rem}"
+        "details{margin-top:.3rem}summary{cursor:pointer}"
+        "details ul{margin:.3rem 0 0;padding-left:1.1rem}details li{overflow-wrap:anywhere}"
     )
 
 
@@ -177,6 +195,60 @@ def _lag(now: float, state: ProjectState) -> str:
     return "<br>".join(parts) or _NONE
 
 
+def _table(table: VerifiedTable) -> str:
+    where = _clip(
+        f"{table.source_schema}.{table.source_table} → {table.dest_schema}", _MAX_TABLE_NAME
+    )
+    text = f"{escape(where)}: <strong>{escape(table.result)}</strong>"
+    if table.status != "FINISHED":
+        done = "" if table.progress_ratio is None else f", {_percent(table.progress_ratio)}%"
+        text += f" ({escape(table.status)}{done})"
+    if table.different_rows:
+        text += f", {table.different_rows:,.0f} different rows"
+    return f"<li>{text}</li>"
+
+
+def _worst_tables(result: FullVerification | None) -> str:
+    """The tables to look at first, folded away under a one-line summary."""
+    if result is None or not result.worst_tables:
+        return ""
+    shown = result.worst_tables[:MAX_WORST_TABLES]
+    different = (
+        "" if result.different_rows is None else f"{result.different_rows:,.0f} rows differ; "
+    )
+    summary = f"Verification: {different}{len(shown)} of {result.table_count:,} tables to look at"
+    items = "".join(_table(table) for table in shown)
+    return f"<details><summary>{summary}</summary><ul>{items}</ul></details>"
+
+
+def _cutover(now: float, state: ProjectState, *, interval: float, max_lag: float) -> str:
+    """Ready, or the blockers in words, for migrations with incremental sync; else a dash."""
+    progress = state.progress
+    if progress is None:
+        return _NONE
+    tables = _worst_tables(progress.verification)
+    if not applies(progress):
+        return _NONE + tables
+    readiness = assess(
+        progress,
+        up=state.up,
+        last_success_seconds=state.last_success_seconds,
+        now=now,
+        interval_seconds=interval,
+        max_lag_seconds=max_lag,
+    )
+    if readiness.ready:
+        return '<span class="up">ready</span>' + tables
+    # In words, each with its check's detail on hover: the other columns show the numbers.
+    reasons = ", ".join(
+        f'<span title="{escape(check.detail)}">'
+        f"{escape(BLOCKER_WORDS.get(check.blocker, check.blocker))}</span>"
+        for check in readiness.checks
+        if check.blocked
+    )
+    return f'<span class="down">not ready</span><br><small>{reasons}</small>{tables}'
+
+
 def status_text(state: ProjectState) -> str:
     """The status a person reads: OMS's (last known) status, or why there is none."""
     if state.progress is not None:
@@ -201,7 +273,14 @@ def _breakable(identifier: str) -> str:
     return escape(identifier).replace("_", "_<wbr>")
 
 
-def _row(now: float, state: ProjectState, *, show_oms: bool) -> str:
+def _row(
+    now: float,
+    state: ProjectState,
+    *,
+    show_oms: bool,
+    interval: float,
+    max_lag: dict[str, float],
+) -> str:
     progress = state.progress
     status = status_text(state)
     shown = status
@@ -230,6 +309,7 @@ def _row(now: float, state: ProjectState, *, show_oms: bool) -> str:
     if name:
         project += f'<br><small class="muted">{escape(_clip(name, _MAX_NAME))}</small>'
     step = progress.current_step if progress is not None else None
+    lag_limit = max_lag.get(state.oms, DEFAULT_MAX_LAG_SECONDS)
     cells = [
         f'<th scope="row">{project}</th>',
         f"<td>{badge}</td>",
@@ -237,6 +317,7 @@ def _row(now: float, state: ProjectState, *, show_oms: bool) -> str:
         f"<td>{_bar(progress.struct_progress_ratio if progress else None)}</td>",
         f"<td>{_bar(progress.full_progress_ratio if progress else None)}</td>",
         f"<td>{_lag(now, state)}</td>",
+        f'<td class="cutover">{_cutover(now, state, interval=interval, max_lag=lag_limit)}</td>',
         f'<td class="nowrap">{_age(now, state.last_success_seconds)}</td>',
         f"<td>{poll}</td>",
         f'<td class="error">{error}</td>',
@@ -254,6 +335,7 @@ HEADERS: Final = (
     "Structure",
     "Full data",
     "Incremental lag",
+    "Cut-over",
     "Last success",
     "Poll",
     "Error",
@@ -304,7 +386,11 @@ def render_page(
     show_oms = len(config.targets) > 1
     headers = [HEADERS[0], "OMS", *HEADERS[1:]] if show_oms else list(HEADERS)
     head = "".join(f'<th scope="col">{escape(h)}</th>' for h in headers)
-    rows = "".join(_row(now, state, show_oms=show_oms) for state in shown)
+    max_lag = {target.name: target.cutover_max_lag_seconds for target in config.targets}
+    interval = config.poll_interval_seconds
+    rows = "".join(
+        _row(now, state, show_oms=show_oms, interval=interval, max_lag=max_lag) for state in shown
+    )
     if not rows:
         rows = f'<tr><td colspan="{len(headers)}">No projects yet.</td></tr>'
     caption = "Projects, down and failed first"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import ProjectProgress, Reason
+from oms_exporter.model import ProjectProgress, Reason, Step
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -53,6 +53,8 @@ _MOVING_STEP: Final = "RUNNING"
 # An optional Action an OMS refused is asked again after this many rounds.
 ACTION_PROBE_EVERY_ROUNDS: Final = 10
 _STEPS_ACTION: Final = "DescribeProjectSteps"
+_VERIFY_ACTION: Final = "ListProjectFullVerifyResult"
+_VERIFY_STEP: Final = "FULL_VERIFIER"
 
 Clock = Callable[[], float]
 
@@ -83,12 +85,15 @@ class TargetState:
     progress_round: dict[str, int] = field(default_factory=dict)
     # optional Action -> the round this OMS last refused it (see _action_refused)
     refused_actions: dict[str, int] = field(default_factory=dict)
+    # Projects whose verification result was fetched after FULL_VERIFIER settled: final.
+    verification_final: set[str] = field(default_factory=set)
 
     def forget(self, project_id: str) -> None:
         """Drop what was kept for a project no longer polled."""
         self.not_found.pop(project_id, None)
         self.steps_round.pop(project_id, None)
         self.progress_round.pop(project_id, None)
+        self.verification_final.discard(project_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +202,7 @@ class Poller:
             state.reachable = True
             state.discovery_unavailable = False
             state.refused_actions.clear()
+            state.verification_final.clear()
         if config.discovery is None:
             state.discovered_ids = None
         elif not (same_client and config.discovery == old.config.discovery):
@@ -368,6 +374,7 @@ class Poller:
             before = self.store.get(target.name, project_id)
             if target.config.step_details:
                 progress = await self._with_steps(target, progress, before)
+                progress = await self._with_verification(target, progress, before)
             was_down = before is not None and before.last_error_reason is not None
             state = self.store.record_success(target.name, project_id, progress, now=self._clock())
             if state is not None and was_down:
@@ -414,6 +421,48 @@ class Poller:
             target.state.steps_round[progress.project_id] = self.rounds
             self._allow_action(target, _STEPS_ACTION)
         return progress if steps is None else replace(progress, steps=steps)
+
+    async def _with_verification(
+        self, target: Target, progress: ProjectProgress, before: ProjectState | None
+    ) -> ProjectProgress:
+        """Add the full verification's result, asking OMS only while it can change.
+
+        Asked while FULL_VERIFIER has started and not settled, and once more when it
+        settles; otherwise the last result is kept. Nothing that goes wrong here marks the
+        project down: the result is extra, the progress answer is what says it is up.
+        """
+        state = target.state
+        project_id = progress.project_id
+        known_progress = before.progress if before is not None else None
+        known = known_progress.verification if known_progress is not None else None
+        kept = progress if known is None else replace(progress, verification=known)
+        if progress.steps is None:  # no step details (yet): nothing says what changed
+            return kept
+        step = verifier(progress.steps)
+        if step is None or step.status == "INIT":  # nothing verified: no result to ask for
+            state.verification_final.discard(project_id)
+            return progress if step is None else kept
+        settled = verification_settled(step)
+        if not settled:
+            state.verification_final.discard(project_id)
+        elif project_id in state.verification_final:
+            return kept
+        if not self._may_ask(target, _VERIFY_ACTION):
+            return kept
+        try:
+            result = await target.client.fetch_verification(project_id)
+        except Exception as exc:  # whatever it is, the project stays up with the last result
+            log.debug("no verification result for %s: %s", project_id, exc,
+                      exc_info=_debug_traceback(exc))  # fmt: skip
+            if isinstance(exc, OmsError) and _action_refused(exc):
+                self._refuse_action(target, _VERIFY_ACTION, exc)
+            return kept
+        self._allow_action(target, _VERIFY_ACTION)
+        if result is None:
+            return kept
+        if settled:
+            state.verification_final.add(project_id)
+        return replace(progress, verification=result)
 
     def _may_ask(self, target: Target, action: str) -> bool:
         """An Action this OMS refused is asked again only every few rounds."""
@@ -517,6 +566,16 @@ def _action_refused(error: OmsError) -> bool:
     if isinstance(error, OmsApiError):
         return error.code == "PARAM_ERROR"
     return isinstance(error, OmsHttpError) and error.status in (400, 404, 405, 501)
+
+
+def verifier(steps: tuple[Step, ...] | None) -> Step | None:
+    """The FULL_VERIFIER step, if the project has one."""
+    return next((step for step in steps or () if step.name == _VERIFY_STEP), None)
+
+
+def verification_settled(step: Step) -> bool:
+    """FINISHED, or at 100 % (ODC: it may stay RUNNING): its result no longer changes."""
+    return step.status == "FINISHED" or (step.progress_ratio or 0.0) >= 1.0
 
 
 def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:

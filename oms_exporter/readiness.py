@@ -118,6 +118,11 @@ def _verification_inconsistent(progress: ProjectProgress) -> Check:
         return Check("verification_inconsistent", False, "full verification not enabled")
     result = progress.verification
     if result is None:
+        step = _step(progress.steps, (_VERIFY_STEP,))
+        if step is not None and (step.status == "FINISHED" or step.progress_ratio == 1.0):
+            # Done, yet nobody has seen the result (the Action refused or failing): a
+            # cut-over decision must not pass on a verification it cannot read.
+            return Check("verification_inconsistent", True, "verification done, its result unknown")
         known = progress.steps is not None
         return Check(
             "verification_inconsistent",

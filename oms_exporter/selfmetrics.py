@@ -20,7 +20,7 @@ from oms_exporter.oms.client import ClientObserver
 from oms_exporter.oms.transport import RequestObserver
 
 # The optional 4.x Actions whose availability is tracked per OMS: a closed set of labels.
-OPTIONAL_ACTIONS = ("DescribeProjectSteps",)
+OPTIONAL_ACTIONS = ("DescribeProjectSteps", "ListProjectFullVerifyResult")
 REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 

@@ -91,6 +91,10 @@ class ReplayOms:
     v3_sync: dict[str, Reply] = field(default_factory=dict)
     listed: list[dict[str, Any]] = field(default_factory=list)  # what ListProjects pages through
     steps: dict[str, Reply] = field(default_factory=dict)
+    # ListProjectFullVerifyResult: a reply (or script) per project, or the project's
+    # (differentNumber, tables) paged as the request asks.
+    verify: dict[str, Reply | list[Reply]] = field(default_factory=dict)
+    verified: dict[str, tuple[object, list[dict[str, Any]]]] = field(default_factory=dict)
     list_answer: Reply | None = None  # answer every ListProjects page with this instead
     everything: Reply | None = None  # answer every API request with this (outages)
     without_actions: set[str] = field(default_factory=set)  # Actions this OMS does not know
@@ -149,7 +153,7 @@ class ReplayOms:
         body: dict[str, Any] = {}
         try:
             body = await request.json()
-            project_id = str(body.get("id"))
+            project_id = str(body.get("id") or body.get("projectId"))
         except (ValueError, AttributeError):
             project_id = None
         self._record(request, action, project_id, body if isinstance(body, dict) else None)
@@ -169,6 +173,8 @@ class ReplayOms:
             return await self._answer(
                 self.steps.get(project_id or "") or Reply.fixture("v4_not_found.json")
             )
+        if action == "ListProjectFullVerifyResult":
+            return await self._answer(self._verification(project_id or "", body))
         if action == "DescribeProject":
             reply = self.describe.get(project_id or "") or describe_project(project_id or "")
             return await self._answer(reply)
@@ -176,6 +182,30 @@ class ReplayOms:
             return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
         reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
         return await self._answer(reply)
+
+    def _verification(self, project_id: str, body: dict[str, Any]) -> Reply | list[Reply]:
+        scripted = self.verify.get(project_id)
+        if scripted is not None:
+            return scripted
+        if project_id not in self.verified:
+            return Reply.fixture("v4_not_found.json")
+        different, tables = self.verified[project_id]
+        number, size = int(body.get("pageNumber", 1)), min(int(body.get("pageSize", 10)), 150)
+        page = tables[(number - 1) * size : number * size]
+        return Reply.json(
+            {
+                "success": True,
+                "errorDetail": None,
+                "code": None,
+                "message": None,
+                "requestId": "v",
+                "pageNumber": number,
+                "pageSize": size,
+                "totalCount": len(tables),
+                "cost": "7 ms",
+                "data": {"differentNumber": different, "fullVerifyTableStatistics": page},
+            }
+        )
 
     def _page(self, body: dict[str, Any]) -> Reply:
         """Page as the documents say: pageSize at most 150, totalCount counts records (the
@@ -235,3 +265,33 @@ def assert_encodable(value: object) -> None:
     """Fail unless every string in ``value`` encodes as UTF-8 (no lone surrogates)."""
     for text in strings_in(value):
         text.encode("utf-8")
+
+
+def verify_entry(
+    table: str,
+    result: str = "CONSISTENT",
+    *,
+    schema: str = "shop",
+    status: str = "FINISHED",
+    progress: object = "100",
+    consistent: object = 1000,
+    mismatched: object = 0,
+    source_only: object = 0,
+    dest_only: object = 0,
+) -> dict[str, Any]:
+    """One ``fullVerifyTableStatistics`` entry in ODC's shape (FullVerifyTableStatisticVO)."""
+    return {
+        "sourceTableName": table,
+        "sourceSchemaName": schema,
+        "destSchemaName": schema,
+        "sourceOnlyCount": source_only,
+        "destOnlyCount": dest_only,
+        "mismatchedCount": mismatched,
+        "consistentCount": consistent,
+        "progress": progress,
+        "message": None,
+        "status": status,
+        "resultType": result,
+        "resultDesc": None,
+        "errorDetails": None,
+    }

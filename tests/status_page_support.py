@@ -58,7 +58,7 @@ class PageParser(HTMLParser):
     """Every element with its attributes, and the table: header cells, body rows of cells.
 
     Text is decoded the way a browser does, so an escaped ``<script>`` reads as that text.
-    ``<br>`` starts a new line of the current cell.
+    ``<br>``, ``<summary>`` and ``<li>`` start a new line of the current cell.
     """
 
     def __init__(self) -> None:
@@ -82,8 +82,8 @@ class PageParser(HTMLParser):
         elif tag in ("th", "td") and self._section:
             self._cell = Cell(tag, dict(attrs))
             (self.header if self._section == "thead" else self.rows[-1]).append(self._cell)
-        elif tag == "br" and self._cell is not None:
-            self._cell.lines.append("")
+        elif tag in ("br", "summary", "li") and self._cell is not None:
+            self._cell.lines.append("")  # a list item or a summary reads as a line of its own
         elif tag == "caption":
             self._in_caption = True
         elif tag == "style":

@@ -476,9 +476,6 @@ NO_DATA_ON_THE_DEMO = {
     ),
     "OMS overview / annotation Firing OMS alerts": _NO_ALERT_YET,
     "OMS project / annotation Firing OMS alerts": _NO_ALERT_YET,
-    # Until the exporter asks ListProjectFullVerifyResult (the cut-over work in progress).
-    "OMS project / Verification: different rows / A": "no verification results polled yet",
-    "OMS project / Verified tables by result / A": "no verification results polled yet",
 }
 
 

@@ -18,8 +18,13 @@ from hypothesis import strategies as st
 from oms_exporter.model import (
     ALARM_LEVELS,
     ALL_STATUSES,
+    MAX_WORST_TABLES,
     STEP_STATUSES,
+    VERIFY_RESULTS,
+    VERIFY_ROW_KINDS,
+    VERIFY_TABLE_STATUSES,
     Api,
+    FullVerification,
     ProjectDetails,
     ProjectProgress,
     Reason,
@@ -108,11 +113,32 @@ def objects(keys: list[str], values: st.SearchStrategy[Any]) -> st.SearchStrateg
     return st.dictionaries(st.sampled_from(keys), values, max_size=len(keys))
 
 
+TABLE_FIELDS = [
+    "sourceTableName",
+    "sourceSchemaName",
+    "destSchemaName",
+    "sourceOnlyCount",
+    "destOnlyCount",
+    "mismatchedCount",
+    "consistentCount",
+    "progress",
+    "status",
+    "resultType",
+    "SourceTableName",
+]
 label_lists = st.lists(objects(["id", "name", "Name"], field_value), max_size=3)
 project_items = objects(PROJECT_FIELDS, field_value | label_lists)
 step_items = objects(STEP_FIELDS, field_value | objects(STEP_INFO_FIELDS, field_value))
+table_items = objects(
+    TABLE_FIELDS, field_value | st.sampled_from(["1.0", "80", "42%", "CONSISTENT", "RUNNING"])
+)
+verify_datas = objects(
+    ["differentNumber", "fullVerifyTableStatistics", "DifferentNumber"],
+    field_value | st.lists(table_items | field_value, max_size=8),
+)
 datas = (
     objects(PROGRESS_FIELDS, field_value)
+    | verify_datas
     | project_items
     | st.lists(project_items | step_items | field_value, max_size=70)
     | field_value
@@ -159,6 +185,30 @@ def check_steps(steps: tuple[Step, ...]) -> None:
             assert value is None or math.isfinite(value)
 
 
+def check_verification(result: FullVerification) -> None:
+    assert set(result.tables_by_result) == set(VERIFY_RESULTS)
+    assert sum(result.tables_by_result.values()) == result.table_count
+    assert set(result.rows) == set(VERIFY_ROW_KINDS)
+    values = [*result.rows.values(), result.different_rows]
+    assert all(value is None or (math.isfinite(value) and value >= 0) for value in values)
+    assert len(result.worst_tables) <= min(MAX_WORST_TABLES, result.table_count)
+    for table in result.worst_tables:
+        assert table.result in VERIFY_RESULTS
+        assert table.status in VERIFY_TABLE_STATUSES
+        assert table.progress_ratio is None or 0.0 <= table.progress_ratio <= 1.0
+        assert math.isfinite(table.different_rows)
+
+
+def verification_page(body: bytes) -> None:
+    different, tables, items = v4.parse_verification_page(body)
+    assert items >= len(tables)
+    tally = v4.VerificationTally()
+    tally.add(different, tables)
+    result = tally.result()
+    check_verification(result)
+    assert_encodable(result)
+
+
 def progress_v4(body: bytes) -> None:
     check_progress(v4.parse_progress("p", body))
 
@@ -196,6 +246,7 @@ ACTIONS: dict[str, Callable[[bytes], None]] = {
     "DescribeProject": describe_project,
     "DescribeProjectSteps": describe_steps,
     "ListProjects": list_projects,
+    "ListProjectFullVerifyResult": verification_page,
     "v3 migration progress": progress_v3_migration,
     "v3 sync progress": progress_v3_sync,
 }
@@ -309,3 +360,11 @@ def test_depth_check_agrees_with_the_parsed_depth(value: object, limit: int):
     """Brackets and quotes inside strings never count; escaped quotes never end a string."""
     body = json.dumps(value).encode()
     assert too_deep(body, limit) is (nesting(value) > limit)
+
+
+@settings(max_examples=150, deadline=None)
+@given(verify_datas | st.lists(table_items, max_size=4))
+def test_any_successful_verification_page_is_a_checked_tally_or_a_classified_error(data: object):
+    """Answers that pass the envelope: arbitrary tables fold into a valid result."""
+    error = failure(verification_page, encode({"success": True, "data": data}))
+    assert error is None or error.reason in set(Reason)

@@ -8,13 +8,13 @@ from collections.abc import Callable
 import pytest
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import Reason
+from oms_exporter.model import FullVerification, Reason
 from oms_exporter.poller import MAX_NOT_FOUND_BACKOFF_SECONDS, Poller, not_found_backoff_rounds
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import Store
 from tests.conftest import ClientUnderTest, target_config
-from tests.oms_replay import ReplayOms, Reply, progress_with
+from tests.oms_replay import ReplayOms, Reply, fixture_json, progress_with, verify_entry
 
 MakeClient = Callable[..., ClientUnderTest]
 GOOD = Reply.fixture("v4_progress.json")
@@ -287,3 +287,150 @@ async def test_an_oms_refusing_the_steps_action_is_not_asked_every_round(
     await poller.poll_round()  # round 10: probed again
     assert replay.count(action="DescribeProjectSteps") > steps_asked
     assert available._value.get() == 1
+
+
+# --- full verification (ListProjectFullVerifyResult) -------------------------------------
+VERIFY = "ListProjectFullVerifyResult"
+VERIFIER_RUNNING = Reply.fixture("v4_steps_verifier.json")  # FULL_VERIFIER RUNNING at 42 %
+VERIFIER_DONE = Reply.fixture("v4_steps_incr_steady.json")  # FULL_VERIFIER FINISHED at 100 %
+VERIFIER_NOT_STARTED = Reply.fixture("v4_steps.json")  # FULL_VERIFIER INIT
+
+
+def verification_poller(make_client: MakeClient, ids: list[str]) -> Poller:
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ids, step_details=True), cut)], concurrency=2)
+    return poller
+
+
+def verification_of(poller: Poller, project_id: str) -> FullVerification | None:
+    state = poller.store.get("oms", project_id)
+    assert state is not None
+    assert state.progress is not None
+    return state.progress.verification
+
+
+async def test_verification_is_asked_while_it_runs_once_when_it_settles_and_then_kept(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.v4["np_v"] = GOOD
+    replay.steps["np_v"] = VERIFIER_RUNNING
+    running = [verify_entry("a"), verify_entry("b", "RUNNING", status="RUNNING", progress="40")]
+    replay.verified["np_v"] = (0, running)
+    poller = verification_poller(make_client, ["np_v"])
+    for _ in range(3):
+        await poller.poll_round()
+    assert replay.count(action=VERIFY) == 3  # every round while it runs
+    result = verification_of(poller, "np_v")
+    assert result is not None
+    assert result.tables_by_result["RUNNING"] == 1
+
+    replay.steps["np_v"] = VERIFIER_DONE
+    final = [verify_entry("a"), verify_entry("b", "INCONSISTENT", mismatched=17)]
+    replay.verified["np_v"] = (17, final)
+    for _ in range(12):
+        await poller.poll_round()
+    assert replay.count(action=VERIFY) == 4  # once more when it settled, then never
+    result = verification_of(poller, "np_v")
+    assert result is not None
+    assert (result.different_rows, result.tables_by_result["INCONSISTENT"]) == (17, 1)
+    assert [t.source_table for t in result.worst_tables] == ["b"]
+    assert up(poller, "np_v")
+    assert poller.metrics.action_available.labels("oms", VERIFY)._value.get() == 1
+
+
+async def test_verification_is_not_asked_before_it_starts_or_without_a_verifier(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.v4["np_init"] = GOOD
+    replay.steps["np_init"] = VERIFIER_NOT_STARTED
+    replay.v4["np_none"] = GOOD
+    steps = fixture_json("v4_steps_incr_steady.json")
+    steps["data"] = [s for s in steps["data"] if s["name"] != "FULL_VERIFIER"]
+    replay.steps["np_none"] = Reply.json(steps)
+    replay.v4["np_off"] = GOOD  # step details off: no steps, no verification
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(
+        poller,
+        [
+            (target_config("oms", ["np_init", "np_none"], step_details=True), cut),
+            (target_config("off", ["np_off"], step_details=False), make_client("v4")),
+        ],
+    )
+    for _ in range(3):
+        await poller.poll_round()
+    assert replay.count(action=VERIFY) == 0
+    assert verification_of(poller, "np_init") is None
+    assert all(up(poller, pid) for pid in ("np_init", "np_none"))
+
+
+async def test_an_oms_refusing_the_verification_action_is_probed_every_10_rounds(
+    replay: ReplayOms, make_client: MakeClient
+):
+    ids = [f"p{i}" for i in range(6)]
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+        replay.steps[project_id] = VERIFIER_RUNNING
+        replay.verified[project_id] = (0, [verify_entry("a")])
+    replay.without_actions.add(VERIFY)
+    poller = verification_poller(make_client, ids)
+    available = poller.metrics.action_available.labels("oms", VERIFY)
+    for _ in range(10):
+        await poller.poll_round()
+    assert available._value.get() == 0
+    asked = replay.count(action=VERIFY)
+    assert asked <= 2  # the two workers in flight when the first refusal came
+    assert all(up(poller, pid) for pid in ids)
+    assert all(verification_of(poller, pid) is None for pid in ids)
+
+    replay.without_actions.discard(VERIFY)  # OMS upgraded
+    await poller.poll_round()  # round 10: probed again
+    assert replay.count(action=VERIFY) > asked
+    assert available._value.get() == 1
+    assert all(verification_of(poller, pid) is not None for pid in ids)
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        Reply.fixture("proxy_502.html", status=502),
+        Reply(b'{"success":true,"data":{"differentNumber":'),
+        Reply.fixture("v4_cm_unavailable.json"),
+        Reply(b"", hang=True),
+        "exception",
+    ],
+    ids=["http_502", "broken_json", "business_error", "timeout", "exception"],
+)
+async def test_a_failing_verification_keeps_the_project_up_with_the_last_result(
+    replay: ReplayOms,
+    make_client: MakeClient,
+    monkeypatch: pytest.MonkeyPatch,
+    failure: Reply | str,
+):
+    replay.v4["np_v"] = GOOD
+    replay.steps["np_v"] = VERIFIER_RUNNING
+    replay.verified["np_v"] = (3, [verify_entry("a", "INCONSISTENT", mismatched=3)])
+    cut = make_client("v4", timeout_seconds=0.3)
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    poller.request_timeout_seconds = 0.3
+    configure(poller, [(target_config("oms", ["np_v"], step_details=True), cut)])
+    await poller.poll_round()
+    first = verification_of(poller, "np_v")
+    assert first is not None
+    if isinstance(failure, Reply):
+        replay.verify["np_v"] = failure
+    else:
+
+        async def broken(project_id: str) -> FullVerification | None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(cut.client, "fetch_verification", broken)
+    for _ in range(2):
+        await poller.poll_round()
+    assert up(poller, "np_v")
+    assert verification_of(poller, "np_v") == first
+    state = poller.store.get("oms", "np_v")
+    assert state is not None
+    assert state.last_error_reason is None
+    assert poller.metrics.action_available.labels("oms", VERIFY)._value.get() == 1

@@ -137,3 +137,17 @@ def test_on_3_3_verification_is_unknown_and_the_progress_api_decides():
 def test_verification_not_enabled_passes_both_verification_checks():
     project = ready_project(features={"struct": True, "full": True, "incr": True})
     assert blockers(replace(project, verification=None)) == ()
+
+
+def test_a_finished_verification_whose_result_is_unknown_blocks():
+    """The Action refused or failing: no cut-over on a verification nobody has read."""
+    readiness = assess(
+        ready_project(verification=None),
+        up=True,
+        last_success_seconds=NOW,
+        now=NOW,
+        interval_seconds=INTERVAL,
+    )
+    assert readiness.blockers == ("verification_inconsistent",)
+    (check,) = [c for c in readiness.checks if c.blocker == "verification_inconsistent"]
+    assert check.detail == "verification done, its result unknown"

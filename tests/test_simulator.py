@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from oms_exporter.oms.errors import (
     OmsProjectNotFound,
 )
 from oms_exporter.oms.transport import Transport, make_session
+from oms_exporter.readiness import assess
 from oms_exporter.simulator import SimulatorConfig, create_app, scenario
 from oms_exporter.simulator.cli import build_parser, start_simulator
 from oms_exporter.simulator.state import STATE
@@ -580,7 +582,7 @@ async def test_down_switch_answers_503_html_until_back_up(v4: Client) -> None:
 async def test_admin_lists_projects_and_their_state(v4: Client) -> None:
     projects = (await (await v4.get("/_sim/projects")).json())["projects"]
     by_id = {p["id"]: p for p in projects}
-    assert len(by_id) == 7
+    assert len(by_id) == len(scenario.demo_projects()) == 10
     assert by_id["np_demo_failed"]["status"] == "FAILED"
     assert by_id["np_demo_sybase"]["kind"] == "sync"
 
@@ -608,7 +610,7 @@ async def test_admin_deleted_project_is_not_found_and_not_listed(v4: Client) -> 
     assert (await progress(v4, "np_demo_sync"))["code"] == "GHANA-PROJECT000001"
     listed = await call(v4, "ListProjects", {"pageSize": 50})
     assert "np_demo_sync" not in {p["id"] for p in listed["data"]}
-    assert listed["totalCount"] == 6
+    assert listed["totalCount"] == 9
 
 
 async def test_admin_adds_a_project(v4: Client) -> None:
@@ -825,7 +827,7 @@ async def test_huge_total_still_lists_every_project(
 ) -> None:
     await set_live_fault(live_sim, "np_demo_sync", "huge_total")
     projects = await real_client().list_projects(DiscoveryFilter())
-    assert len(projects) == 7
+    assert len(projects) == len(scenario.demo_projects())
 
 
 async def test_gzip_bomb_is_refused_at_the_inflated_cap(
@@ -1103,3 +1105,119 @@ async def test_real_client_discovers_large_projects_with_the_default_cap() -> No
     finally:
         await session.close()
         await runner.cleanup()
+
+
+# --- full verification and the cut-over demo ------------------------------------------------
+FULL_END = scenario.PRECHECK_SECONDS + scenario.STRUCT_SECONDS + scenario.FULL_SECONDS
+
+
+async def verify(client: Client, project_id: str, **body: Any) -> dict[str, Any]:
+    return await call(client, "ListProjectFullVerifyResult", {"projectId": project_id, **body})
+
+
+def tables_of(answer: dict[str, Any]) -> list[dict[str, Any]]:
+    tables: list[dict[str, Any]] = answer["data"]["fullVerifyTableStatistics"]
+    return tables
+
+
+async def test_verification_follows_the_verifier_table_by_table(
+    v4: Client, clock: FakeClock
+) -> None:
+    before = await verify(v4, "np_demo_migration")
+    assert before["data"] == {"differentNumber": None, "fullVerifyTableStatistics": []}
+    clock.advance(FULL_END + scenario.VERIFY_SECONDS / 2)
+    halfway = tables_of(await verify(v4, "np_demo_migration", pageSize=150))
+    assert [t["status"] for t in halfway] == ["FINISHED"] * 4 + ["RUNNING"] * 4
+    assert [t["resultType"] for t in halfway] == ["CONSISTENT"] * 4 + ["RUNNING"] * 4
+    assert [t["progress"] for t in halfway] == ["100"] * 4 + ["0"] * 4  # strings, in percent
+    assert set(halfway[0]) == {
+        "sourceTableName", "sourceSchemaName", "destSchemaName", "sourceOnlyCount",
+        "destOnlyCount", "mismatchedCount", "consistentCount", "progress", "message", "status",
+        "resultType", "resultDesc", "errorDetails",
+    }  # fmt: skip
+    clock.advance(scenario.VERIFY_SECONDS)
+    done = await verify(v4, "np_demo_migration", pageSize=150)
+    assert done["data"]["differentNumber"] == 0
+    assert {(t["status"], t["resultType"]) for t in tables_of(done)} == {("FINISHED", "CONSISTENT")}
+
+
+async def test_inconsistent_verification_pages_and_filters_as_asked(v4: Client) -> None:
+    page = await verify(v4, "np_demo_inconsistent", pageNumber=3, pageSize=3)
+    assert (page["pageNumber"], page["pageSize"], page["totalCount"]) == (3, 3, 8)
+    assert [t["sourceTableName"] for t in tables_of(page)] == ["table_00006", "table_00007"]
+    every = tables_of(await verify(v4, "np_demo_inconsistent", pageSize=500))
+    assert len(every) == 8  # pageSize clamped to 150
+    different = sum(t["mismatchedCount"] + t["sourceOnlyCount"] + t["destOnlyCount"] for t in every)
+    assert different == page["data"]["differentNumber"] == scenario.INCONSISTENT_ROWS
+    assert [t["resultType"] for t in every].count("INCONSISTENT") == 2
+    # ODC's filters: schemas and statuses.
+    assert len(tables_of(await verify(v4, "np_demo_inconsistent", sourceSchemas=["db_000"]))) == 8
+    assert tables_of(await verify(v4, "np_demo_inconsistent", destSchemas=["other"])) == []
+    assert tables_of(await verify(v4, "np_demo_inconsistent", status=["RUNNING"])) == []
+    assert (await verify(v4, "np_demo_inconsistent", status=[1]))["code"] == "PARAM_ERROR"
+
+
+async def test_verification_needs_a_project_id_and_a_known_project(make_sim: MakeSim) -> None:
+    client = await make_sim()
+    answer = await call(client, "ListProjectFullVerifyResult", {"id": "np_demo_ready"})
+    assert (answer["success"], answer["code"]) == (False, "PARAM_ERROR")
+    assert (await verify(client, "np_nope"))["code"] == "GHANA-PROJECT000001"
+    older = await make_sim(without_actions=("ListProjectFullVerifyResult",))
+    answer = await verify(older, "np_demo_ready")
+    assert (answer["success"], answer["code"]) == (False, "PARAM_ERROR")
+    assert "ListProjectFullVerifyResult" in answer["message"]
+
+
+async def test_demo_migrations_become_ready_stay_inconsistent_and_lag_in_waves(
+    clock: FakeClock,
+) -> None:
+    """What `oms-exporter cutover` and /metrics judge, at the moments the demo promises."""
+    runner, url = await start_simulator(SimulatorConfig(clock=clock))
+    session = make_session(
+        username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
+    )
+    try:
+        transport = Transport(
+            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
+        )
+        client = OmsClient(transport=transport, api="v4", oms_name="sim")
+
+        async def blockers(project_id: str) -> tuple[str, ...]:
+            progress = await client.fetch_progress(project_id)
+            steps = await client.fetch_steps(project_id)
+            result = await client.fetch_verification(project_id)
+            progress = replace(progress, steps=steps, verification=result)
+            now = clock.now
+            readiness = assess(
+                progress, up=True, last_success_seconds=now, now=now, interval_seconds=30
+            )
+            return readiness.blockers
+
+        assert await blockers("np_demo_inconsistent") == ("verification_inconsistent",)
+        assert await blockers("np_demo_lag_wave") == ()
+        assert "full" in await blockers("np_demo_ready")
+        clock.advance(179)  # verifier at 98 %, incremental still catching up
+        assert await blockers("np_demo_ready") == ("verification_running", "incr_not_running")
+        clock.advance(2)
+        assert await blockers("np_demo_ready") == ()
+        assert await blockers("np_demo_lag_wave") == ("lag",)  # about 60 s behind
+        clock.advance(500 - 181)
+        assert await blockers("np_demo_lag_wave") == ()  # back below 30 s
+        assert await blockers("np_demo_ready") == ()
+        assert await blockers("np_demo_inconsistent") == ("verification_inconsistent",)
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
+async def test_verification_data_faults(v4: Client) -> None:
+    await admin(v4, "projects/np_demo_inconsistent", {"fault": "surrogate_name"})
+    (first, *_) = tables_of(await verify(v4, "np_demo_inconsistent"))
+    assert first["sourceTableName"] == f"table_00000{scenario.SURROGATE}"
+    await admin(v4, "projects/np_demo_inconsistent", {"fault": "huge_number"})
+    resp = await v4.post(
+        "/api/v2?Action=ListProjectFullVerifyResult",
+        json={"projectId": "np_demo_inconsistent"},
+        headers=AUTH,
+    )
+    assert str(scenario.HUGE_NUMBER).encode() in await resp.read()

@@ -11,6 +11,7 @@ import os
 import re
 import time
 import urllib.request
+from dataclasses import replace
 from html import escape
 from pathlib import Path
 
@@ -21,12 +22,17 @@ from oms_exporter.config import ExporterConfig, build_config
 from oms_exporter.landing import render_page
 from oms_exporter.model import (
     ALL_STATUSES,
+    MAX_WORST_TABLES,
+    VERIFY_RESULTS,
     Api,
     Checkpoint,
+    FullVerification,
     Kind,
     ProjectDetails,
     ProjectProgress,
     Reason,
+    Step,
+    VerifiedTable,
 )
 from oms_exporter.settings import Settings
 from oms_exporter.store import ProjectState
@@ -51,6 +57,8 @@ HOSTILE_ID = "<script>alert(1)</script>\"'&amp;<img src=x onerror=alert(2)>"
 HOSTILE_NAME = '</td></tr><tr><td>"forged" & <b onmouseover=alert(3)>name</b>'
 HOSTILE_ERROR = "OMS said <iframe src=//evil.example></iframe> & 'quoted' \"text\""
 HOSTILE_OMS = '<oms a="1">&'
+DASH = "\N{EN DASH}"  # what the page shows for "does not apply"
+HOSTILE_TABLE = '<img src=x onerror=alert(4)>"orders"&amp;'
 HEADERS = [
     "Project",
     "Status",
@@ -58,6 +66,7 @@ HEADERS = [
     "Structure",
     "Full data",
     "Incremental lag",
+    "Cut-over",
     "Last success",
     "Poll",
     "Error",
@@ -66,6 +75,7 @@ HEADERS = [
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "main", "h1", "p", "a", "strong",
     "code", "span", "small", "br", "wbr", "table", "caption", "thead", "tbody", "tr", "th", "td",
+    "details", "summary", "ul", "li",
 }  # fmt: skip
 NOW = 1_750_000_000.0
 
@@ -125,6 +135,49 @@ def progress(
     )
 
 
+def verified(*tables: VerifiedTable, different: float = 0, count: int = 12) -> FullVerification:
+    by_result = dict.fromkeys(VERIFY_RESULTS, 0)
+    for table in tables:
+        by_result[table.result] += 1
+    by_result["CONSISTENT"] += count - len(tables)
+    return FullVerification(
+        different_rows=different,
+        rows={"consistent": 1e6, "mismatched": different, "source_only": 0, "dest_only": 0},
+        tables_by_result=by_result,
+        table_count=count,
+        worst_tables=tables,
+    )
+
+
+def hostile_verification() -> FullVerification:
+    bad = VerifiedTable(
+        "<b>shop</b>", HOSTILE_TABLE, "d&d", "INCONSISTENT", "FINISHED", 1.0, mismatched_rows=17
+    )
+    running = VerifiedTable("shop", "audit", "shop", "RUNNING", "RUNNING", 0.4)
+    return verified(bad, running, different=17)
+
+
+def ready_migration(project_id: str, **changes: object) -> ProjectProgress:
+    """A migration with nothing blocking its cut-over, 3 s behind, verified consistent."""
+    steps = tuple(
+        Step(name, status, 1.0)
+        for name, status in (
+            ("STRUCT_TRANSFER", "FINISHED"),
+            ("FULL_TRANSFER", "FINISHED"),
+            ("FULL_VERIFIER", "FINISHED"),
+            ("INCR_TRANSFER", "MONITORING"),
+        )
+    )
+    base = progress(project_id, checkpoints=(Checkpoint("forward", NOW - 3, "x"),))
+    values: dict[str, object] = {
+        "features": {**base.features, "full_verify": True},
+        "steps": steps,
+        "verification": verified(),
+        **changes,
+    }
+    return replace(base, **values)  # type: ignore[arg-type]
+
+
 def up(oms: str, project_id: str, prog: ProjectProgress) -> ProjectState:
     return ProjectState(oms, project_id, progress=prog, up=True, last_success_seconds=NOW - 5)
 
@@ -150,7 +203,10 @@ def hostile_states() -> list[ProjectState]:
         up(
             "oms-b",
             "np_running",
-            progress("np_running", name=HOSTILE_NAME, checkpoints=(checkpoint,)),
+            replace(
+                progress("np_running", name=HOSTILE_NAME, checkpoints=(checkpoint,)),
+                verification=hostile_verification(),
+            ),
         ),
         up(
             oms,
@@ -218,6 +274,14 @@ def test_hostile_values_are_escaped_and_no_secret_is_shown(clean_env: None) -> N
     assert rows["np_running"]["Project"].lines[1].strip() == HOSTILE_NAME
     assert rows["np_running"]["OMS"].text == "oms-b"
     assert rows["np_running"]["Incremental lag"].text == "forward: checkpoint <b>raw</b>&checkpoint"
+    cutover = rows["np_running"]["Cut-over"]
+    assert [line.strip() for line in cutover.lines] == [
+        "not ready",
+        "incremental sync not steady, lag too high",
+        "Verification: 17 rows differ; 2 of 12 tables to look at",
+        f"<b>shop</b>.{HOSTILE_TABLE} → d&d: INCONSISTENT, 17 different rows",
+        "shop.audit → shop: RUNNING (RUNNING, 40%)",
+    ]
     odd = rows["np_odd"]
     assert odd["Status"].text == "UNKNOWN (<i>weird</i>&)"
     assert odd["Step"].text == "<u>STEP</u>"
@@ -232,6 +296,7 @@ def test_hostile_values_are_escaped_and_no_secret_is_shown(clean_env: None) -> N
     assert pending["Poll"].text == "waiting"
     assert pending["Last success"].text == "never"
     assert pending["Error"].text == ""
+    assert pending["Cut-over"].text == DASH
 
     text = page.text
     assert "5 projects: 2 up · 2 down · 1 waiting for their first poll" in text
@@ -240,6 +305,60 @@ def test_hostile_values_are_escaped_and_no_secret_is_shown(clean_env: None) -> N
     assert f"{landing.NO_DATA} 1" in text
     assert f"OMS {HOSTILE_OMS} (http://oms-a.example.internal:8089)" in text
     assert "oms-b (http://oms-b.example.internal:8089/base)" in text
+
+
+def test_cut_over_column_says_ready_or_the_blockers_for_migrations_only(clean_env: None) -> None:
+    many = tuple(
+        VerifiedTable("db", f"t{i:02d}", "db", "INCONSISTENT", "FINISHED", 1.0, mismatched_rows=i)
+        for i in range(25, 0, -1)  # worst first, as the client keeps them
+    )
+    lagging = Checkpoint("forward", NOW - 45, "x")
+    states = [
+        up("oms", "np_ready", ready_migration("np_ready")),
+        up(
+            "oms",
+            "np_blocked",
+            ready_migration("np_blocked", verification=verified(*many, different=325, count=40)),
+        ),
+        up("oms", "np_lagging", ready_migration("np_lagging", checkpoints=(lagging,))),
+        up("oms", "np_sync", replace(ready_migration("np_sync"), kind=Kind.SYNC)),
+        up("oms", "np_no_incr", replace(progress("np_no_incr"), features={"incr": False})),
+        replace(
+            up("oms", "np_down", ready_migration("np_down")),
+            up=False,
+            last_error_reason=Reason.TIMEOUT,
+            last_error_message="timeout",
+        ),
+    ]
+    html = render_page(make_settings(poll_interval=30, oms_name="oms"), states, now=NOW)
+    page = parse_page(html)
+    assert_nothing_injected(page)
+    assert_accessible_table(page)
+    rows = page.projects()
+    assert rows["np_ready"]["Cut-over"].text == "ready"
+    blocked = rows["np_blocked"]["Cut-over"]
+    assert blocked.lines[0].strip() == "not ready"
+    assert blocked.lines[1].strip() == "verification found differences"
+    titles = [
+        e.attrs.get("title") for e in page.elements if e.tag == "span" and e.attrs.get("title")
+    ]
+    assert (
+        "325 different rows in 40 tables, 25 tables neither consistent nor empty on both sides"
+        in titles
+    )
+    assert blocked.lines[2].strip() == "Verification: 325 rows differ; 20 of 40 tables to look at"
+    shown = [line.strip() for line in blocked.lines[3:]]
+    assert len(shown) == MAX_WORST_TABLES
+    assert shown[0] == "db.t25 → db: INCONSISTENT, 25 different rows"
+    assert rows["np_lagging"]["Cut-over"].text == "not ready lag too high"
+    assert "lag 45 s of at most 30 s" in titles
+    assert rows["np_sync"]["Cut-over"].text.startswith(DASH)  # no cut-over; its tables still shown
+    assert rows["np_no_incr"]["Cut-over"].text == DASH
+    assert rows["np_down"]["Cut-over"].text == "not ready no recent poll"
+    # A target may allow more lag: 45 s is then fine.
+    relaxed_settings = make_settings(poll_interval=30, oms_name="oms", cutover_max_lag=60)
+    relaxed = render_page(relaxed_settings, states, now=NOW)
+    assert parse_page(relaxed).projects()["np_lagging"]["Cut-over"].text == "ready"
 
 
 def test_page_basics_lang_refresh_no_external_assets(clean_env: None) -> None:
@@ -353,7 +472,7 @@ def test_missing_chromium_fails_and_says_how_to_install_it(
 
 def test_status_page_in_headless_chromium() -> None:
     require_chromium()  # fails, with how to install it, before starting anything
-    demo = [*DEMO, "np_demo_lag_spikes"]
+    demo = [*DEMO, "np_demo_lag_spikes", "np_demo_inconsistent"]
     with simulator() as oms, exporter(oms.url, [*demo, HOSTILE_ID]) as exp:
 
         def settled() -> bool:
@@ -400,6 +519,12 @@ def test_status_page_in_headless_chromium() -> None:
     assert rows["np_demo_finished"]["Full data"].text == "100%"
     assert rows["np_demo_failed"]["Full data"].text == "42%"
     assert re.fullmatch(r"forward: \d+ (s|min)", rows["np_demo_sync"]["Incremental lag"].text)
+    # Cut-over: a dash for a sync; the found differences, and the tables, for a migration.
+    assert rows["np_demo_sync"]["Cut-over"].text == DASH
+    inconsistent = [line.strip() for line in rows["np_demo_inconsistent"]["Cut-over"].lines]
+    assert inconsistent[:2] == ["not ready", "verification found differences"]
+    assert inconsistent[2] == "Verification: 17 rows differ; 2 of 8 tables to look at"
+    assert len(inconsistent) == 5
     # The hostile ID is plain text in its own row, down with the simulator's not_found.
     hostile = rows[HOSTILE_ID]
     assert hostile["Status"].text == landing.NO_DATA

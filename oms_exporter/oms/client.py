@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from oms_exporter.model import Api, ProjectDetails, ProjectProgress, Step
+from oms_exporter.model import Api, FullVerification, ProjectDetails, ProjectProgress, Step
 from oms_exporter.oms import discovery, v3, v4
 from oms_exporter.oms.discovery import DiscoveryFilter, Paging
 from oms_exporter.oms.errors import (
@@ -190,6 +190,16 @@ class OmsClient:
             if step.checkpoint_sample is not None and step.checkpoint_sample.from_milliseconds:
                 self._observer.checkpoint_converted()
         return steps
+
+    async def fetch_verification(self, project_id: str) -> FullVerification | None:
+        """The full verification's result on 4.x, every table paged through; None on 3.3.
+
+        Raises like fetch_steps: an OMS without the Action answers OmsActionUnavailable (or
+        OmsApiError PARAM_ERROR), a missing project OmsProjectNotFound.
+        """
+        if self._server != "v4":
+            return None
+        return await v4.fetch_verification(self._transport, project_id)
 
     async def list_projects(self, settings: DiscoveryFilter) -> list[ProjectDetails]:
         """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""

@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+import heapq
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 from oms_exporter.model import (
+    CONSISTENT_RESULTS,
+    MAX_WORST_TABLES,
     STEP_STATUSES,
     UNKNOWN,
+    VERIFY_RESULTS,
+    VERIFY_ROW_KINDS,
+    VERIFY_TABLE_STATUSES,
     Api,
     Checkpoint,
     FullTransfer,
+    FullVerification,
     Kind,
     ProjectDetails,
     ProjectProgress,
     Step,
+    VerifiedTable,
     checkpoint,
     clean_text,
     label_text,
@@ -216,3 +224,158 @@ def parse_steps_counted(body: bytes) -> tuple[tuple[Step, ...], int]:
             checkpoint_sample=_checkpoint_sample(name, info) if info else None,
         )
     return tuple(steps.values()), len(dropped)
+
+
+# --- full verification (ListProjectFullVerifyResult) -----------------------------------------
+VERIFY_ACTION: Final = "ListProjectFullVerifyResult"
+VERIFY_PAGE_SIZE: Final = 150  # the documented maximum (ODC, Alibaba Cloud's SDK)
+# A runaway pager stops here: 100 pages of 150 tables. differentNumber is OMS's total, so a
+# project with more tables still counts every different row; only its table counts stop.
+MAX_VERIFY_PAGES: Final = 100
+_NAME_CHARS: Final = 128  # Oracle allows 128-character identifiers
+_ROW_FIELDS: Final = (
+    ("consistent", "consistentCount"),
+    ("mismatched", "mismatchedCount"),
+    ("source_only", "sourceOnlyCount"),
+    ("dest_only", "destOnlyCount"),
+)
+
+TableKey = tuple[str, str, str]
+
+
+def verification_body(project_id: str, page_number: int) -> dict[str, Any]:
+    """One page of every table: no schema or status filter (OMS requires only projectId)."""
+    return {"projectId": project_id, "pageNumber": page_number, "pageSize": VERIFY_PAGE_SIZE}
+
+
+def _verify_progress(value: object) -> float | None:
+    """A table's progress, a string: ``"80"`` (percent, Alibaba Cloud's docs) or ``"1.0"``
+    (a fraction, ODC's fixture of a finished table); ``"42%"`` accepted too."""
+    percent = False
+    if isinstance(value, str):
+        text = value.strip()
+        percent = text.endswith("%")
+        value = text.removesuffix("%").strip()
+    number = parse_number(value)
+    if number is None or number < 0:
+        return None
+    fraction = (
+        not percent
+        and number <= 1.0
+        and (isinstance(value, float) or (isinstance(value, str) and "." in value))
+    )
+    return min(number if fraction else number / 100.0, 1.0)
+
+
+def verified_table(item: dict[str, Any]) -> VerifiedTable:
+    """One entry of ``fullVerifyTableStatistics``, names repaired, results from closed sets."""
+    data = camel_keys(item)
+    result = label_text(data.get("resultType")).upper()
+    status = label_text(data.get("status")).upper()
+    counts = {kind: parse_rate(data.get(key)) for kind, key in _ROW_FIELDS}
+    return VerifiedTable(
+        source_schema=label_text(data.get("sourceSchemaName"), _NAME_CHARS),
+        source_table=label_text(data.get("sourceTableName"), _NAME_CHARS),
+        dest_schema=label_text(data.get("destSchemaName"), _NAME_CHARS),
+        result=result if result in VERIFY_RESULTS else UNKNOWN,
+        status=status if status in VERIFY_TABLE_STATUSES else UNKNOWN,
+        progress_ratio=_verify_progress(data.get("progress")),
+        consistent_rows=counts["consistent"],
+        mismatched_rows=counts["mismatched"],
+        source_only_rows=counts["source_only"],
+        dest_only_rows=counts["dest_only"],
+    )
+
+
+def parse_verification_page(body: bytes) -> tuple[float | None, list[VerifiedTable], int]:
+    """One page: ``differentNumber``, its tables, and how many entries it held.
+
+    ``data: null`` and a missing table list are no result yet (an empty page).
+    """
+    data = unwrap_envelope(body)["data"]
+    if data is None:
+        return None, [], 0
+    if not isinstance(data, dict):
+        raise OmsInvalidAnswer(f"{VERIFY_ACTION} data is {type(data).__name__}, not an object")
+    data = camel_keys(data)
+    items = data.get("fullVerifyTableStatistics")
+    if items is None:
+        items = []
+    if not isinstance(items, list):
+        raise OmsInvalidAnswer(f"{VERIFY_ACTION} fullVerifyTableStatistics is not a list")
+    tables = [verified_table(item) for item in items if isinstance(item, dict)]
+    return parse_rate(data.get("differentNumber")), tables, len(items)
+
+
+def _worst_first(table: VerifiedTable) -> tuple[int, float, str, str, str]:
+    """Tables that block a cut-over first, then those with different rows, then running."""
+    blocking = table.result not in CONSISTENT_RESULTS and table.result != "RUNNING"
+    rank = 0 if blocking else 1 if table.different_rows > 0 else 2
+    return rank, -table.different_rows, table.source_schema, table.source_table, table.dest_schema
+
+
+def _worth_showing(table: VerifiedTable) -> bool:
+    return table.result not in CONSISTENT_RESULTS or table.different_rows > 0
+
+
+@dataclass(slots=True)
+class VerificationTally:
+    """Fold a verification's pages into totals as they arrive: no page is kept whole."""
+
+    different_rows: float | None = None
+    rows: dict[str, float] = field(default_factory=lambda: dict.fromkeys(VERIFY_ROW_KINDS, 0.0))
+    tables_by_result: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(VERIFY_RESULTS, 0)
+    )
+    seen: set[TableKey] = field(default_factory=set)
+    worst: list[VerifiedTable] = field(default_factory=list)
+
+    def add(self, different_rows: float | None, tables: list[VerifiedTable]) -> int:
+        """Count a page's tables not seen before; return how many were new."""
+        if self.different_rows is None:
+            self.different_rows = different_rows
+        new = 0
+        for table in tables:
+            key = (table.source_schema, table.source_table, table.dest_schema)
+            if key in self.seen:
+                continue
+            self.seen.add(key)
+            new += 1
+            self.tables_by_result[table.result] += 1
+            for kind, value in zip(
+                VERIFY_ROW_KINDS,
+                (
+                    table.consistent_rows,
+                    table.mismatched_rows,
+                    table.source_only_rows,
+                    table.dest_only_rows,
+                ),
+                strict=True,
+            ):
+                self.rows[kind] += value or 0.0
+            if _worth_showing(table):
+                self.worst.append(table)
+        if len(self.worst) > MAX_WORST_TABLES:
+            self.worst = heapq.nsmallest(MAX_WORST_TABLES, self.worst, key=_worst_first)
+        return new
+
+    def result(self) -> FullVerification:
+        return FullVerification(
+            different_rows=self.different_rows,
+            rows=dict(self.rows),
+            tables_by_result=dict(self.tables_by_result),
+            table_count=len(self.seen),
+            worst_tables=tuple(sorted(self.worst, key=_worst_first)[:MAX_WORST_TABLES]),
+        )
+
+
+async def fetch_verification(transport: Transport, project_id: str) -> FullVerification:
+    """Page through a project's verified tables until a short (or repeated) page, bounded."""
+    tally = VerificationTally()
+    for page_number in range(1, MAX_VERIFY_PAGES + 1):
+        body = await call(transport, VERIFY_ACTION, verification_body(project_id, page_number))
+        different_rows, tables, items = parse_verification_page(body)
+        new = tally.add(different_rows, tables)
+        if items < VERIFY_PAGE_SIZE or not new:  # the last page, or pageNumber is ignored
+            break
+    return tally.result()

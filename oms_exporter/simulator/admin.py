@@ -22,6 +22,7 @@ OVERRIDES: Final[dict[str, tuple[type, ...]]] = {
     "slow_seconds": (int, float),
     "deleted": (bool,),
     "importance": (str,),
+    "verify_different_rows": (int,),
 }
 NEW_PROJECT: Final[dict[str, tuple[type, ...]]] = OVERRIDES | {
     "name": (str,),
@@ -65,6 +66,8 @@ def admin_view(state: SimState, defn: ProjectDef) -> dict[str, object]:
         "fault": defn.fault,
         "deleted": defn.deleted,
         "lag_seconds": defn.lag_seconds,
+        "full_verify": defn.full_verify,
+        "verify_different_rows": defn.verify_different_rows,
         "struct_progress": snap.struct_progress,
         "full_progress": snap.full_progress,
         "checkpoint": snap.checkpoint,

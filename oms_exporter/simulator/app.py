@@ -32,14 +32,28 @@ from oms_exporter.simulator.render import (
 )
 from oms_exporter.simulator.scenario import Kind, ProjectDef, Snapshot
 from oms_exporter.simulator.state import STATE, SimState, SimulatorConfig
+from oms_exporter.simulator.verify import (
+    MAX_PAGE_SIZE,
+    VerifyQuery,
+    matching_tables,
+    verification_data,
+)
 
 __all__ = ["STATE", "SimState", "SimulatorConfig", "create_app"]
 
 Render = Callable[[ProjectDef, Snapshot], object]
+# Envelope fields beyond `data` (pageNumber, pageSize, totalCount) of a paged answer.
+Paging = Callable[[ProjectDef, Snapshot], dict[str, object]]
+VERIFY_ACTION = "ListProjectFullVerifyResult"
 
 
 async def answer_project(
-    request: web.Request, project_id: str, render: Render, *, kind: Kind | None = None
+    request: web.Request,
+    project_id: str,
+    render: Render,
+    *,
+    kind: Kind | None = None,
+    paging: Paging | None = None,
 ) -> web.Response:
     """Answer one project's question, acting out the project's fault if it has one."""
     state = request.app[STATE]
@@ -66,7 +80,10 @@ async def answer_project(
     if fault == "success_false":
         return error(state, CM_UNAVAILABLE, "The CM service is unavailable, try again later.")
     code = "success" if state.config.api == "v3" and defn.kind == "migration" else None
-    body = envelope(state, render(defn, state.snapshot(defn)), code=code)
+    snap = state.snapshot(defn)
+    body = envelope(state, render(defn, snap), code=code)
+    if paging is not None:
+        body.update(paging(defn, snap))
     if fault == "oversized":  # valid JSON, just far more of it than a progress answer needs
         body["diagnostics"] = "0123456789abcdef" * (OVERSIZED_BYTES // 16)
     if fault == "deep_nesting":
@@ -147,6 +164,8 @@ def v4_routes(state: SimState) -> list[web.RouteDef]:
             return error(state, "PARAM_ERROR", f"Unsupported Action: {action}")
         if action == "ListProjects":
             return list_projects(state, body)
+        if action == VERIFY_ACTION:
+            return await verify_result(request, state, body)
         render = renders.get(action)
         if render is None:
             return error(state, "PARAM_ERROR", f"Unsupported Action: {action!r}")
@@ -165,6 +184,53 @@ def _page_int(value: object, default: int) -> int | None:
         return int(str(value))
     except ValueError:
         return None
+
+
+def _names(value: object) -> frozenset[str] | None:
+    """A filter of names: a list of strings (or one string); None if it is neither."""
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        return frozenset({value})
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return frozenset(value)
+    return None
+
+
+async def verify_result(
+    request: web.Request, state: SimState, body: dict[str, object]
+) -> web.Response:
+    """Answer ListProjectFullVerifyResult: one page of the verified tables, filtered.
+
+    Only ``projectId`` is required (Alibaba Cloud's SDK of the same API); the schema and
+    status filters ODC sends are applied when given.
+    """
+    project_id = body.get("projectId")
+    if not isinstance(project_id, str) or not project_id:
+        return error(state, "PARAM_ERROR", "Parameter projectId is required")
+    number = _page_int(body.get("pageNumber"), 1)
+    size = _page_int(body.get("pageSize"), 10)
+    sources, dests = _names(body.get("sourceSchemas")), _names(body.get("destSchemas"))
+    statuses = _names(body.get("status"))
+    if number is None or size is None or sources is None or dests is None or statuses is None:
+        return error(state, "PARAM_ERROR", "pageNumber, pageSize or a filter is malformed")
+    query = VerifyQuery(
+        page_number=max(number, 1),
+        page_size=min(max(size, 1), MAX_PAGE_SIZE),
+        source_schemas=sources,
+        dest_schemas=dests,
+        statuses=statuses,
+    )
+    tables = state.config.tables_per_project
+
+    def render(defn: ProjectDef, snap: Snapshot) -> object:
+        return verification_data(defn, snap, tables=tables, query=query)
+
+    def paging(defn: ProjectDef, snap: Snapshot) -> dict[str, object]:
+        total = len(matching_tables(defn, snap, tables=tables, query=query)[1])
+        return {"pageNumber": query.page_number, "pageSize": query.page_size, "totalCount": total}
+
+    return await answer_project(request, project_id, render, paging=paging)
 
 
 def list_projects(state: SimState, body: dict[str, object]) -> web.Response:

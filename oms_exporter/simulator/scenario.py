@@ -142,6 +142,7 @@ class ProjectDef:
     labels: tuple[str, ...] = ()
     full_verify: bool = False  # a FULL_VERIFIER step after the full transfer
     incr_verify: bool = False  # enableIncrVerify (no step of its own here)
+    verify_different_rows: int = 0  # rows the full verification finds different
 
 
 @dataclass(frozen=True, slots=True)
@@ -573,6 +574,9 @@ def stable_hash(text: str) -> int:
 
 _DAY: Final = 86_400.0
 _STEADY: Final = 3 * _DAY  # lifecycle seconds of projects long in incremental sync
+# np_demo_ready's head start: ready at lifecycle second 225, 180 s after the start.
+READY_OFFSET_SECONDS: Final = 45.0
+INCONSISTENT_ROWS: Final = 17
 
 
 def demo_projects() -> list[ProjectDef]:
@@ -645,6 +649,40 @@ def demo_projects() -> list[ProjectDef]:
             spiky=True,
             offset_seconds=_STEADY,
             phase_shift=0.7,
+            full_verify=True,
+        ),
+        # Cut-over: ready 3 minutes in (verified, lag 3 s), once the verifier and
+        # incremental catch-up end at lifecycle second 225.
+        ProjectDef(
+            "np_demo_ready",
+            "payments mysql to ob (ready for cut-over)",
+            "migration",
+            importance="HIGH",
+            offset_seconds=READY_OFFSET_SECONDS,
+            lag_seconds=3.0,
+            labels=("demo", "payments"),
+            full_verify=True,
+        ),
+        # Never ready: the verification found 17 rows that differ; lag 4 s.
+        ProjectDef(
+            "np_demo_inconsistent",
+            "inventory mysql to ob (verification differs)",
+            "migration",
+            importance="MEDIUM",
+            offset_seconds=_STEADY,
+            lag_seconds=4.0,
+            labels=("demo",),
+            full_verify=True,
+            verify_different_rows=INCONSISTENT_ROWS,
+        ),
+        # Ready while its lag is below 30 s: the wave (2 s to 90 s every 10 minutes) passes
+        # 30 s at 114 s and falls below again at 486 s.
+        ProjectDef(
+            "np_demo_lag_wave",
+            "sessions mysql to ob (lag above 30 s and back)",
+            "migration",
+            importance="LOW",
+            offset_seconds=_STEADY,
             full_verify=True,
         ),
     ]

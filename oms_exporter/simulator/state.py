@@ -25,6 +25,7 @@ V4_ACTIONS: Final = (
     "DescribeProject",
     "DescribeProjectProgress",
     "DescribeProjectSteps",
+    "ListProjectFullVerifyResult",
 )
 
 
