@@ -222,7 +222,8 @@ class ProjectCollector:
         """Failing projects whose last success is older than the stale window."""
         stale = set()
         for key in self._down:
-            last = self._projects[key].last_success_seconds
+            project = self._projects.get(key)
+            last = project.last_success_seconds if project is not None else None
             if last is None or now - last > self._stale_after:
                 stale.add(key)
         return frozenset(stale)

@@ -21,6 +21,7 @@ from oms_exporter.model import (
     FullVerification,
     ProjectDetails,
     Step,
+    clean_text,
 )
 from oms_exporter.store import ProjectState
 
@@ -30,6 +31,8 @@ MetricType = Literal["gauge", "counter", "info"]
 
 
 def escape_label(value: str) -> str:
+    """Escape a label value; a lone surrogate (from a non-UTF-8 environment) is repaired."""
+    value = clean_text(value)
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 

@@ -301,3 +301,14 @@ def test_denied_families_are_never_rendered_and_a_new_list_applies_to_every_proj
     store.record_failure("oms-a:8089", "np_1", Reason.TIMEOUT, "no answer")
     names = {family.name for family in parse_text(collector.render().decode())}
     assert names == {"oms_project_status", "oms_project_poll_errors"}
+
+
+def test_an_oms_name_from_a_non_utf8_environment_cannot_break_metrics(clock: Clock):
+    """os.environ decodes invalid bytes to lone surrogates; /metrics must still encode."""
+    store = Store()
+    collector = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30)
+    name = b"oms-\xff".decode("utf-8", "surrogateescape")
+    store.set_projects(name, ["np_1"])
+    store.record_success(name, "np_1", progress(), now=NOW)
+    text = collector.render().decode()
+    assert 'oms_project_up{oms="oms-\ufffd",project_id="np_1"} 1.0' in text
