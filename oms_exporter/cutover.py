@@ -502,3 +502,6 @@ def main(argv: list[str]) -> int:
         return asyncio.run(run(options, config, target, out=sys.stdout, err=sys.stderr))
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug must never read as exit 1, "not ready"
+        print(f"{PROG}: cannot tell: internal error: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_UNREACHABLE

@@ -306,3 +306,22 @@ def test_the_waiting_line_is_rewritten_in_place_on_a_terminal() -> None:
     assert second.rstrip("\n").startswith("waiting 2 s: blocked by lag ")
     assert len(second.rstrip("\n")) == len(first)  # the longer line is blanked out
     assert terminal.getvalue().endswith("\n")
+
+
+def test_an_internal_error_is_exit_3_in_one_line_never_not_ready(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 means "not ready": a bug must not be mistaken for a verdict."""
+    from oms_exporter import cutover as command
+
+    async def broken(*_args: object, **_kwargs: object) -> int:
+        raise RuntimeError("a bug")
+
+    for name in list(os.environ):
+        if name.startswith("OMS_EXPORTER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setattr(command, "run", broken)
+    code = command.main(["np_demo_ready", "--oms-url", "http://127.0.0.1:1"])
+    assert code == command.EXIT_UNREACHABLE
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["oms-exporter cutover: cannot tell: internal error: RuntimeError"]
