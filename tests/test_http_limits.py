@@ -13,7 +13,6 @@ import logging
 import queue
 import resource
 import selectors
-import shutil
 import socket
 import ssl
 import subprocess
@@ -245,21 +244,6 @@ async def test_an_idle_keep_alive_connection_is_not_cut_by_the_header_timeout(
     client.send("GET", "/metrics")
     assert (await client.response())[0] == 200
     assert served.site.guard.timed_out == 0
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl is needed to make a test certificate: run `make test`"
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_over_tls_the_handshake_and_then_the_headers_are_due_in_time(

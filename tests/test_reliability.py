@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import ssl
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -16,6 +13,7 @@ from pathlib import Path
 import bcrypt
 import pytest
 
+from tests.deploy_support import free_port
 from tests.processes import (
     SIM_PASSWORD,
     all_up,
@@ -229,28 +227,11 @@ def test_no_project_reads_down_before_its_first_poll():
 
 def test_demo_takes_the_listen_address_from_the_environment():
     """--demo changes defaults only: the environment still wins."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     env = {"OMS_EXPORTER_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
     with started(["--demo"], url_pattern=r"listening on (\S+?:\d+)", env=env) as demo:
         assert demo.url == f"127.0.0.1:{port}"
         wait_for(lambda: ready(f"http://127.0.0.1:{port}"))
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    openssl = shutil.which("openssl")
-    assert openssl, "openssl is needed to make a test certificate"
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "server.crt", folder / "server.key"
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 def test_web_config_requires_basic_auth_over_https(tmp_path: Path, certificate: tuple[Path, Path]):
