@@ -11,17 +11,19 @@ import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from oms_exporter.model import Reason
-from oms_exporter.oms.client import ClientObserver, OmsClient
+from oms_exporter.oms.client import ApiChoice, ClientObserver, OmsClient
 from oms_exporter.oms.discovery import DiscoveryFilter
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -740,6 +742,25 @@ async def real_client(live_sim: str) -> AsyncIterator[Callable[..., OmsClient]]:
         await session.close()
 
 
+@asynccontextmanager
+async def simulated_client(
+    config: SimulatorConfig, *, api: ApiChoice, timeout_seconds: float
+) -> AsyncIterator[tuple[OmsClient, web.AppRunner]]:
+    """A real simulator of this configuration and a real client (1 MiB cap) against it."""
+    runner, url = await start_simulator(config)
+    session = make_session(
+        username="admin", password="oms-demo", timeout_seconds=timeout_seconds, max_concurrency=4
+    )
+    try:
+        transport = Transport(
+            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
+        )
+        yield OmsClient(transport=transport, api=api, oms_name="sim"), runner
+    finally:
+        await session.close()
+        await runner.cleanup()
+
+
 async def set_live_fault(url: str, project_id: str, fault: str) -> None:
     async with (
         aiohttp.ClientSession() as session,
@@ -1065,46 +1086,26 @@ def test_without_action_and_tables_flags() -> None:
 
 
 async def test_real_client_tells_a_missing_action_from_a_missing_project() -> None:
-    runner, url = await start_simulator(SimulatorConfig(without_actions=("DescribeProjectSteps",)))
-    session = make_session(
-        username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
-    )
-    try:
-        transport = Transport(
-            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
-        )
-        client = OmsClient(transport=transport, api="v4", oms_name="sim")
+    async with simulated_client(
+        SimulatorConfig(without_actions=("DescribeProjectSteps",)), api="v4", timeout_seconds=10.0
+    ) as (client, _runner):
         await client.fetch_progress("np_demo_sync")
         with pytest.raises(OmsActionUnavailable) as caught:
             await client.fetch_steps("np_demo_sync")
         assert caught.value.code == "PARAM_ERROR"
         with pytest.raises(OmsProjectNotFound):
             await client.fetch_progress("np_gone")
-    finally:
-        await session.close()
-        await runner.cleanup()
 
 
 async def test_real_client_discovers_large_projects_with_the_default_cap() -> None:
     """150 projects of 400 tables: a page of about 7 MB, a 1 MiB answer cap."""
     config = SimulatorConfig(scenario="bulk", projects=160, tables_per_project=400)
-    runner, url = await start_simulator(config)
-    session = make_session(
-        username="admin", password="oms-demo", timeout_seconds=30.0, max_concurrency=4
-    )
-    try:
-        transport = Transport(
-            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
-        )
-        client = OmsClient(transport=transport, api="auto", oms_name="sim")
+    async with simulated_client(config, api="auto", timeout_seconds=30.0) as (client, runner):
         projects = await client.list_projects(DiscoveryFilter())
         assert len(projects) == 160
         assert {p.alarming for p in projects} == {True, False}
         assert any(p.full_verify for p in projects)
         assert runner.app[STATE].paths["/api/v2?Action=ListProjects"] == 2
-    finally:
-        await session.close()
-        await runner.cleanup()
 
 
 # --- full verification and the cut-over demo ------------------------------------------------
@@ -1172,15 +1173,10 @@ async def test_demo_migrations_become_ready_stay_inconsistent_and_lag_in_waves(
     clock: FakeClock,
 ) -> None:
     """What `oms-exporter cutover` and /metrics judge, at the moments the demo promises."""
-    runner, url = await start_simulator(SimulatorConfig(clock=clock))
-    session = make_session(
-        username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
-    )
-    try:
-        transport = Transport(
-            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
-        )
-        client = OmsClient(transport=transport, api="v4", oms_name="sim")
+    async with simulated_client(SimulatorConfig(clock=clock), api="v4", timeout_seconds=10.0) as (
+        client,
+        _runner,
+    ):
 
         async def blockers(project_id: str) -> tuple[str, ...]:
             progress = await client.fetch_progress(project_id)
@@ -1205,9 +1201,6 @@ async def test_demo_migrations_become_ready_stay_inconsistent_and_lag_in_waves(
         assert await blockers("np_demo_lag_wave") == ()  # back below 30 s
         assert await blockers("np_demo_ready") == ()
         assert await blockers("np_demo_inconsistent") == ("verification_inconsistent",)
-    finally:
-        await session.close()
-        await runner.cleanup()
 
 
 async def test_verification_data_faults(v4: Client) -> None:
