@@ -38,10 +38,8 @@ from oms_exporter.model import ProjectProgress
 from oms_exporter.readiness import (
     BLOCKERS,
     DEFAULT_MAX_LAG_SECONDS,
-    Check,
     applies,
-    assemble,
-    clock_checks,
+    clock_blocked,
     forward_checkpoint,
     settled_checks,
 )
@@ -100,10 +98,32 @@ class _Project:
     last_success_seconds: float | None
     up: bool
     errors: int  # polls failed so far: counters only grow, so the sum tells a change
-    # Cut-over readiness: the checks that depend on the progress only (None when the
-    # project cannot cut over), and the forward checkpoint the lag check reads.
-    settled: tuple[Check, ...] | None = None
-    checkpoint_seconds: float | None = None
+    # Cut-over readiness, None when the project cannot cut over.
+    cutover: _Cutover | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Cutover:
+    """What a scrape needs for one project's readiness lines, prepared when it changes."""
+
+    settled_blocked: frozenset[str]  # the blockers decided by the progress alone
+    checkpoint_seconds: float | None  # the forward checkpoint the lag check reads
+    ready_prefix: str  # the oms_project_cutover_ready line up to its value
+    blocked_prefixes: tuple[tuple[str, str], ...]  # (blocker, its line up to the value)
+
+
+def _cutover(progress: ProjectProgress | None, labels: str) -> _Cutover | None:
+    if progress is None or not applies(progress):
+        return None
+    return _Cutover(
+        settled_blocked=frozenset(c.blocker for c in settled_checks(progress) if c.blocked),
+        checkpoint_seconds=forward_checkpoint(progress),
+        ready_prefix=f"{READY_FAMILY_NAME}{{{labels}}} ",
+        blocked_prefixes=tuple(
+            (blocker, f"{BLOCKED_FAMILY_NAME}{{{labels}{label('blocker', blocker)}}} ")
+            for blocker in BLOCKERS
+        ),
+    )
 
 
 def _lags(state: ProjectState, labels: str) -> tuple[tuple[str, float], ...]:
@@ -202,14 +222,7 @@ class ProjectCollector:
             last_success_seconds=state.last_success_seconds,
             up=state.up,
             errors=sum(state.errors.values()),
-            settled=(
-                (old.settled if old is not None and same else _settled(state.progress))
-                if applies(state.progress)
-                else None
-            ),
-            checkpoint_seconds=(
-                forward_checkpoint(state.progress) if state.progress is not None else None
-            ),
+            cutover=old.cutover if old is not None and same else _cutover(state.progress, labels),
         )
 
     def _set_line(self, index: int, key: Key, chunk: bytes) -> None:
@@ -243,33 +256,29 @@ class ProjectCollector:
             self._headers[key] = text
         return text
 
-    def _readiness(
-        self, now: float, stale: frozenset[Key], *, openmetrics: bool
-    ) -> list[bytes | list[bytes]]:
+    def _readiness(self, now: float, *, openmetrics: bool) -> list[bytes | list[bytes]]:
         """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
         ready_lines: list[str] = []
         blocked_lines: list[str] = []
         for key, project in self._projects.items():
-            if project.settled is None:
+            cutover = project.cutover
+            if cutover is None:
                 continue
-            clock = clock_checks(
-                up=project.up and key not in stale,
+            stale, lag = clock_blocked(
+                up=project.up,  # a stale project is down, so this covers it too
                 last_success_seconds=project.last_success_seconds,
-                checkpoint_seconds=project.checkpoint_seconds,
+                checkpoint_seconds=cutover.checkpoint_seconds,
                 now=now,
                 interval_seconds=self._interval,
                 max_lag_seconds=self._max_lag.get(key[0], DEFAULT_MAX_LAG_SECONDS),
             )
-            readiness = assemble(project.settled, clock)
-            labels = f'oms="{escape_label(key[0])}",project_id="{escape_label(key[1])}"'
-            ready_lines.append(
-                f"{READY_FAMILY_NAME}{{{labels}}} {1.0 if readiness.ready else 0.0}\n"
-            )
-            held = set(readiness.blockers)
+            held = cutover.settled_blocked | {
+                name for name, blocked in (("stale", stale), ("lag", lag)) if blocked
+            }
+            ready_lines.append(f"{cutover.ready_prefix}{0.0 if held else 1.0}\n")
             blocked_lines.extend(
-                f'{BLOCKED_FAMILY_NAME}{{{labels},blocker="{blocker}"}} '
-                f"{1.0 if blocker in held else 0.0}\n"
-                for blocker in BLOCKERS
+                f"{prefix}{1.0 if blocker in held else 0.0}\n"
+                for blocker, prefix in cutover.blocked_prefixes
             )
         out: list[bytes | list[bytes]] = []
         if ready_lines and self._scrape_time_allowed[READY_FAMILY_NAME]:
@@ -307,7 +316,7 @@ class ProjectCollector:
         if lag_lines and allowed[LAG_FAMILY_NAME]:
             out.append(self._header(_LAG, openmetrics))
             out.append("".join(lag_lines).encode())
-        out.extend(self._readiness(now, stale, openmetrics=openmetrics))
+        out.extend(self._readiness(now, openmetrics=openmetrics))
         if ahead and allowed[SKEW_FAMILY_NAME]:
             out.append(self._header(_SKEW, openmetrics))
             out.append(
@@ -317,10 +326,6 @@ class ProjectCollector:
                 ).encode()
             )
         return out
-
-
-def _settled(progress: ProjectProgress | None) -> tuple[Check, ...] | None:
-    return settled_checks(progress) if progress is not None else None
 
 
 def pieces(parts: list[bytes | list[bytes]], *, batch: int = 4096) -> Iterator[bytes]:

@@ -188,21 +188,41 @@ def clock_checks(
     interval_seconds: float,
     max_lag_seconds: float,
 ) -> tuple[Check, Check]:
-    """``stale`` and ``lag``: what depends on the time of asking."""
+    """``stale`` and ``lag``: what depends on the time of asking, with their details."""
+    stale_blocked, lag_blocked = clock_blocked(
+        up=up,
+        last_success_seconds=last_success_seconds,
+        checkpoint_seconds=checkpoint_seconds,
+        now=now,
+        interval_seconds=interval_seconds,
+        max_lag_seconds=max_lag_seconds,
+    )
     if not up or last_success_seconds is None:
-        stale = Check("stale", True, "the last poll failed")
+        stale = Check("stale", stale_blocked, "the last poll failed")
     else:
-        age = now - last_success_seconds
-        stale = Check("stale", age > 2 * interval_seconds, f"polled {age:.0f} s ago")
+        stale = Check("stale", stale_blocked, f"polled {now - last_success_seconds:.0f} s ago")
     if checkpoint_seconds is None:
-        lag = Check("lag", True, "no incremental checkpoint")
+        lag = Check("lag", lag_blocked, "no incremental checkpoint")
     else:
         seconds = max(0.0, now - checkpoint_seconds)
-        lag = Check(
-            "lag",
-            seconds > max_lag_seconds,
-            f"lag {seconds:.0f} s of at most {max_lag_seconds:g} s",
-        )
+        lag = Check("lag", lag_blocked, f"lag {seconds:.0f} s of at most {max_lag_seconds:g} s")
+    return stale, lag
+
+
+def clock_blocked(
+    *,
+    up: bool,
+    last_success_seconds: float | None,
+    checkpoint_seconds: float | None,
+    now: float,
+    interval_seconds: float,
+    max_lag_seconds: float,
+) -> tuple[bool, bool]:
+    """Whether ``stale`` and ``lag`` block: the verdicts alone, cheap enough per scrape."""
+    stale = (
+        not up or last_success_seconds is None or now - last_success_seconds > 2 * interval_seconds
+    )
+    lag = checkpoint_seconds is None or max(0.0, now - checkpoint_seconds) > max_lag_seconds
     return stale, lag
 
 
