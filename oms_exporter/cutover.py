@@ -26,8 +26,7 @@ from oms_exporter.model import MAX_WORST_TABLES, FullVerification, ProjectProgre
 from oms_exporter.oms.client import OmsClient
 from oms_exporter.oms.errors import OmsError
 from oms_exporter.oms.transport import Transport, make_session
-from oms_exporter.poller import verifier
-from oms_exporter.readiness import Readiness, applies, assess
+from oms_exporter.readiness import Readiness, applies, assess, verifier
 from oms_exporter.settings import ConfigError
 
 EXIT_READY: Final = 0

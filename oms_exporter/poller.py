@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import ProjectProgress, Reason, Step
+from oms_exporter.model import ProjectProgress, Reason
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -33,6 +33,7 @@ from oms_exporter.oms.errors import (
     OmsProjectNotFound,
     is_transient,
 )
+from oms_exporter.readiness import verification_settled, verifier
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import ProjectState, Store
@@ -54,7 +55,6 @@ _MOVING_STEP: Final = "RUNNING"
 ACTION_PROBE_EVERY_ROUNDS: Final = 10
 _STEPS_ACTION: Final = "DescribeProjectSteps"
 _VERIFY_ACTION: Final = "ListProjectFullVerifyResult"
-_VERIFY_STEP: Final = "FULL_VERIFIER"
 
 Clock = Callable[[], float]
 
@@ -566,16 +566,6 @@ def _action_refused(error: OmsError) -> bool:
     if isinstance(error, OmsApiError):
         return error.code == "PARAM_ERROR"
     return isinstance(error, OmsHttpError) and error.status in (400, 404, 405, 501)
-
-
-def verifier(steps: tuple[Step, ...] | None) -> Step | None:
-    """The FULL_VERIFIER step, if the project has one."""
-    return next((step for step in steps or () if step.name == _VERIFY_STEP), None)
-
-
-def verification_settled(step: Step) -> bool:
-    """FINISHED, or at 100 % (ODC: it may stay RUNNING): its result no longer changes."""
-    return step.status == "FINISHED" or (step.progress_ratio or 0.0) >= 1.0
 
 
 def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:

@@ -79,6 +79,16 @@ def _step(steps: tuple[Step, ...] | None, names: tuple[str, ...]) -> Step | None
     return None
 
 
+def verifier(steps: tuple[Step, ...] | None) -> Step | None:
+    """The FULL_VERIFIER step, if the project has one."""
+    return _step(steps, (_VERIFY_STEP,))
+
+
+def verification_settled(step: Step) -> bool:
+    """FINISHED, or at 100 % (ODC: it may stay RUNNING): its result no longer changes."""
+    return step.status == "FINISHED" or (step.progress_ratio or 0.0) >= 1.0
+
+
 def _percent(ratio: float | None) -> str:
     return "no progress reported" if ratio is None else f"{ratio * 100:.0f} %"
 
@@ -101,11 +111,10 @@ def _verification_running(progress: ProjectProgress) -> Check:
         return Check("verification_running", False, "full verification not enabled")
     if progress.steps is None:
         return Check("verification_running", None, "unknown: no step details (OMS 3.3)")
-    step = _step(progress.steps, (_VERIFY_STEP,))
+    step = verifier(progress.steps)
     if step is None:
         return Check("verification_running", True, "no FULL_VERIFIER step yet")
-    # ODC: verification is done when FULL_VERIFIER is at 100 % (it may stay RUNNING).
-    done = step.status == "FINISHED" or step.progress_ratio == 1.0
+    done = verification_settled(step)
     return Check(
         "verification_running",
         not done,
@@ -118,8 +127,8 @@ def _verification_inconsistent(progress: ProjectProgress) -> Check:
         return Check("verification_inconsistent", False, "full verification not enabled")
     result = progress.verification
     if result is None:
-        step = _step(progress.steps, (_VERIFY_STEP,))
-        if step is not None and (step.status == "FINISHED" or step.progress_ratio == 1.0):
+        step = verifier(progress.steps)
+        if step is not None and verification_settled(step):
             # Done, yet nobody has seen the result (the Action refused or failing): a
             # cut-over decision must not pass on a verification it cannot read.
             return Check("verification_inconsistent", True, "verification done, its result unknown")
