@@ -143,6 +143,15 @@ class Step:
 
 
 @dataclass(frozen=True, slots=True)
+class ListedProject:
+    """One project of a ListProjects page: its details and, where the item had them, steps."""
+
+    details: ProjectDetails
+    steps: tuple[Step, ...] | None = None
+    dropped_steps: int = 0  # distinct step names beyond MAX_STEPS, not kept
+
+
+@dataclass(frozen=True, slots=True)
 class ProjectProgress:
     """What one successful poll learned about one project."""
 

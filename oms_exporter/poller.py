@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import ProjectProgress, Reason
+from oms_exporter.model import ProjectProgress, Reason, Step
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -87,6 +87,10 @@ class TargetState:
     refused_actions: dict[str, int] = field(default_factory=dict)
     # Projects whose verification result was fetched after FULL_VERIFIER settled: final.
     verification_final: set[str] = field(default_factory=set)
+    # Steps the last ListProjects carried, used instead of asking DescribeProjectSteps in
+    # the round of that listing (listed_round) only; taken out as used.
+    listed_steps: dict[str, tuple[Step, ...]] = field(default_factory=dict)
+    listed_round: int = -1
 
     def forget(self, project_id: str) -> None:
         """Drop what was kept for a project no longer polled."""
@@ -94,6 +98,7 @@ class TargetState:
         self.steps_round.pop(project_id, None)
         self.progress_round.pop(project_id, None)
         self.verification_final.discard(project_id)
+        self.listed_steps.pop(project_id, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -273,7 +278,13 @@ class Poller:
         if not state.discovery_ok:
             log.info("discovery works again on OMS %s", target.name, extra={"oms": target.name})
         state.discovery_ok = True
-        state.discovered_ids = [project.project_id for project in projects]
+        state.discovered_ids = [project.details.project_id for project in projects]
+        state.listed_steps = {
+            project.details.project_id: project.steps
+            for project in projects
+            if project.steps is not None
+        }
+        state.listed_round = self.rounds
         state.next_discovery = self._monotonic() + target.config.discovery_interval_seconds
         if not state.retired:
             self.metrics.discovered.labels(target.name).set(len(projects))
@@ -392,8 +403,12 @@ class Poller:
 
         Asked while a step runs or when the progress answer moved; in steady incremental
         sync (the checkpoint is in the progress answer already) every N rounds; for a
-        settled project once.
+        settled project once. Never in the round of a ListProjects that carried them.
         """
+        listed = target.state.listed_steps.pop(progress.project_id, None)
+        if listed is not None and target.state.listed_round == self.rounds:
+            target.state.steps_round[progress.project_id] = self.rounds
+            return replace(progress, steps=listed)
         known_progress = before.progress if before is not None else None
         known = known_progress.steps if known_progress is not None else None
         if known is not None and known_progress is not None:

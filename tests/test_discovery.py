@@ -38,7 +38,7 @@ async def test_discovery_pages_through_every_project(replay: ReplayOms, make_cli
     projects = await make_client().client.list_projects(DiscoveryFilter())
     assert len(projects) == 340
     assert replay.count(action="ListProjects") == 3  # 150 + 150 + 40
-    first = projects[0]
+    first = projects[0].details
     assert first == ProjectDetails(
         project_id="np_0000",
         name="project 0",
@@ -193,3 +193,38 @@ def test_shard_ordinal_comes_from_the_statefulset_pod_name(monkeypatch: pytest.M
     with pytest.raises(ValueError, match="not below"):
         resolve_shard(index=None, count=3)
     assert resolve_shard(index=None, count=1) == Shard(0, 1)
+
+
+async def test_steps_listed_by_discovery_replace_the_step_calls_of_that_round(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """ListProjects items carry steps: no DescribeProjectSteps in the round of a listing."""
+    running = [
+        {"order": 1, "name": "TRANSFER_PRECHECK", "status": "FINISHED", "progress": 100},
+        {"order": 2, "name": "FULL_TRANSFER", "status": "RUNNING", "progress": 40},
+    ]
+    replay.listed = listed(3, steps=running)
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+        replay.steps[str(row["id"])] = Reply.fixture("v4_steps.json")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
+    config = target_config("oms", [], discovery=DiscoveryFilter(), step_details=True)
+    poller.configure(
+        [(config, make_client("v4").client)],
+        interval_seconds=10,
+        request_timeout_seconds=2,
+        max_concurrency=2,
+        shard=Shard(),
+    )
+    await poller.poll_round()
+    assert replay.count(action="DescribeProjectSteps") == 0
+    state = poller.store.get("oms", "np_0001")
+    assert state is not None
+    assert state.progress is not None
+    assert state.progress.steps
+    assert [(s.name, s.status) for s in state.progress.steps] == [
+        ("TRANSFER_PRECHECK", "FINISHED"),
+        ("FULL_TRANSFER", "RUNNING"),
+    ]
+    await poller.poll_round()  # no listing this round, and a step runs: asked
+    assert replay.count(action="DescribeProjectSteps") == 3

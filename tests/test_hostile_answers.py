@@ -151,9 +151,9 @@ async def test_surrogate_in_a_discovered_project_id_is_repaired(
         list_item("np_2"),
     ]
     projects = await client_for().list_projects(DiscoveryFilter())
-    assert [p.project_id for p in projects] == [f"np_{REPLACED}1", "np_2"]
-    assert projects[0].name == f"orders {REPLACED}"
-    assert projects[0].labels == f"prod{REPLACED}"
+    assert [p.details.project_id for p in projects] == [f"np_{REPLACED}1", "np_2"]
+    assert projects[0].details.name == f"orders {REPLACED}"
+    assert projects[0].details.labels == f"prod{REPLACED}"
     assert_encodable(projects)
 
 
@@ -269,7 +269,7 @@ async def test_list_projects_total_count_of_401_digits_is_unknown(
     items = [list_item(f"np_{index}") for index in range(3)]
     replay.list_answer = Reply.json(list_page(items, totalCount=10**400))
     projects = await client_for().list_projects(DiscoveryFilter())
-    assert [p.project_id for p in projects] == ["np_0", "np_1", "np_2"]
+    assert [p.details.project_id for p in projects] == ["np_0", "np_1", "np_2"]
     assert replay.count(action="ListProjects") == 1  # a short page ends it, total unknown
 
 

@@ -69,13 +69,32 @@ async def test_odc_shaped_page_is_read_whatever_total_count_says(
     replay.list_answer = Reply.fixture("v4_list_projects_page.json")  # totalCount 1, 2 items
     projects = await make_client().client.list_projects(DiscoveryFilter())
     assert replay.count(action="ListProjects") == 1  # 2 < 150: a short page ends it
-    events, crm = projects
+    events, crm = (project.details for project in projects)
     assert (events.project_id, events.type, events.status) == ("np_5k0001", "SYNC", "RUNNING")
     assert events.labels == ""  # "labels": null is no labels
     assert (events.alarming, events.full_verify, events.incr_verify) == (True, False, True)
     assert (crm.project_id, crm.labels, crm.status) == ("np_5k0002", "crm", "FAILED")
     assert (crm.alarming, crm.full_verify, crm.incr_verify) == (False, True, False)
     assert (crm.source_type, crm.sink_type) == ("ORACLE", "OB_ORACLE")
+
+
+async def test_listed_steps_are_read_like_describe_project_steps(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """ListProjects items carry steps[] with stepInfo: the poller can skip the step call."""
+    replay.list_answer = Reply.fixture("v4_list_projects_page.json")
+    events, crm = await make_client().client.list_projects(DiscoveryFilter())
+    assert events.steps is not None
+    assert crm.steps is not None
+    assert [(s.name, s.status, s.progress_ratio) for s in events.steps] == [
+        ("TRANSFER_PRECHECK", "FINISHED", 1.0),
+        ("INCR_TRANSFER", "MONITORING", 1.0),
+    ]
+    assert [(s.name, s.status, s.progress_ratio) for s in crm.steps] == [
+        ("TRANSFER_PRECHECK", "FINISHED", 1.0),
+        ("FULL_TRANSFER", "FAILED", 0.61),
+    ]
+    assert replay.count(action="DescribeProjectSteps") == 0
 
 
 async def test_paging_goes_on_when_total_count_counts_pages(
@@ -203,7 +222,7 @@ async def test_a_project_too_large_alone_is_skipped_and_logged(
     cut = make_client(max_response_bytes=64 * KIB)
     with caplog.at_level(logging.WARNING, logger="oms_exporter.oms.discovery"):
         projects = await cut.client.list_projects(DiscoveryFilter())
-    assert [p.project_id for p in projects] == [f"np_{i:04d}" for i in range(12) if i != 7]
+    assert [p.details.project_id for p in projects] == [f"np_{i:04d}" for i in range(12) if i != 7]
     assert "1 project(s) listed by ListProjects are each larger than 262144 bytes" in caplog.text
 
 
@@ -579,7 +598,10 @@ async def test_steps_of_a_listing_never_reach_the_model(replay: ReplayOms, make_
         list_item("np_2", labels=None),
     ]
     projects = await make_client().client.list_projects(DiscoveryFilter())
-    assert [(p.project_id, p.labels) for p in projects] == [("np_1", "billing,prod"), ("np_2", "")]
+    assert [(p.details.project_id, p.details.labels) for p in projects] == [
+        ("np_1", "billing,prod"),
+        ("np_2", ""),
+    ]
 
 
 async def test_progress_with_connection_infos_is_read_as_documented(

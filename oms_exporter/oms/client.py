@@ -7,7 +7,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final, Literal
 
-from oms_exporter.model import Api, FullVerification, ProjectDetails, ProjectProgress, Step
+from oms_exporter.model import (
+    Api,
+    FullVerification,
+    ListedProject,
+    ProjectDetails,
+    ProjectProgress,
+    Step,
+)
 from oms_exporter.oms import discovery, v3, v4
 from oms_exporter.oms.discovery import DiscoveryFilter, Paging
 from oms_exporter.oms.errors import (
@@ -184,12 +191,15 @@ class OmsClient:
             return None
         body = await v4.call(self._transport, "DescribeProjectSteps", {"id": project_id})
         steps, dropped = v4.parse_steps_counted(body)
+        self._observe_steps(steps, dropped)
+        return steps
+
+    def _observe_steps(self, steps: tuple[Step, ...], dropped: int) -> None:
         if dropped:
             self._observer.dropped_steps(dropped)
         for step in steps:
             if step.checkpoint_sample is not None and step.checkpoint_sample.from_milliseconds:
                 self._observer.checkpoint_converted()
-        return steps
 
     async def fetch_verification(self, project_id: str) -> FullVerification | None:
         """The full verification's result on 4.x, every table paged through; None on 3.3.
@@ -201,8 +211,8 @@ class OmsClient:
             return None
         return await v4.fetch_verification(self._transport, project_id)
 
-    async def list_projects(self, settings: DiscoveryFilter) -> list[ProjectDetails]:
-        """Discover projects; raise DiscoveryUnavailable on a 3.3 OMS."""
+    async def list_projects(self, settings: DiscoveryFilter) -> list[ListedProject]:
+        """Discover projects, with their steps where listed; DiscoveryUnavailable on 3.3."""
         if self._server == "v3":
             raise DiscoveryUnavailable(_NO_DISCOVERY)
         try:
@@ -213,7 +223,10 @@ class OmsClient:
                 raise DiscoveryUnavailable(_NO_DISCOVERY) from None
             raise
         self._learn("v4")
-        self.remember(projects)
+        self.remember([project.details for project in projects])
+        for project in projects:
+            if project.steps is not None:
+                self._observe_steps(project.steps, project.dropped_steps)
         return projects
 
     async def _fetch_v3(self, project_id: str) -> ProjectProgress:

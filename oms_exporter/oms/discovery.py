@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Final
 
-from oms_exporter.model import ProjectDetails
+from oms_exporter.model import ListedProject, ProjectDetails
 from oms_exporter.oms import v4
 from oms_exporter.oms.errors import OmsAnswerTooLarge, OmsApiError
 from oms_exporter.oms.transport import Transport
@@ -66,7 +66,7 @@ def matches(project: ProjectDetails, settings: DiscoveryFilter) -> bool:
 
 async def list_projects(
     transport: Transport, settings: DiscoveryFilter, paging: Paging | None = None
-) -> list[ProjectDetails]:
+) -> list[ListedProject]:
     """Page through ListProjects until a page shorter than asked (or empty) arrives.
 
     ``totalCount`` is not trusted (pages in one document, records in another). A page
@@ -75,7 +75,7 @@ async def list_projects(
     paging = paging if paging is not None else Paging()
     base: dict[str, Any] = {"type": settings.types[0]} if len(settings.types) == 1 else {}
     limit = v4.project_answer_bytes(transport)
-    found: dict[str, ProjectDetails] = {}
+    found: dict[str, ListedProject] = {}
     offset = 0  # records asked so far: always a multiple of the current page size
     largest = 0  # bytes of the largest page read
     skipped = 0  # projects too large to list even one per page
@@ -108,8 +108,8 @@ async def list_projects(
         largest = max(largest, len(body))
         new = 0
         for project in projects:
-            if project.project_id not in found:
-                found[project.project_id] = project
+            if project.details.project_id not in found:
+                found[project.details.project_id] = project
                 new += 1
         offset += size
         if items < size:
@@ -123,7 +123,7 @@ async def list_projects(
             limit,
         )
     paging.size_index = _grown(paging.size_index, largest, limit)
-    return [project for project in found.values() if matches(project, settings)]
+    return [project for project in found.values() if matches(project.details, settings)]
 
 
 def _grown(size_index: int, largest_page_bytes: int, limit: int) -> int:

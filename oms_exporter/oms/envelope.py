@@ -47,7 +47,6 @@ _BULKY: Final = frozenset(
         "fullTransferConfig",
         "incrTransferConfig",
         "reverseIncrTransferConfig",
-        "steps",
         "extraInfo",
     )
     for spelling in (key, key[:1].upper() + key[1:])

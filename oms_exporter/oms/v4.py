@@ -19,6 +19,7 @@ from oms_exporter.model import (
     FullTransfer,
     FullVerification,
     Kind,
+    ListedProject,
     ProjectDetails,
     ProjectProgress,
     Step,
@@ -153,20 +154,24 @@ def parse_project(project_id: str, body: bytes) -> ProjectDetails:
     return replace(details, project_id=project_id)
 
 
-def parse_page(body: bytes) -> tuple[list[ProjectDetails], int]:
+def parse_page(body: bytes) -> tuple[list[ListedProject], int]:
     """One ``ListProjects`` page: its projects, and how many items it held (usable or not).
 
     ``totalCount`` is not read: the English documents call it a number of pages, the
     Chinese ones and ODC a number of records. A page shorter than asked ends the listing.
+    Each item's ``steps`` are read as DescribeProjectSteps' are: the poller uses them
+    instead of asking for the steps of that project in the round of the listing.
     """
     data = unwrap_envelope(body, slim=True)["data"]
     if not isinstance(data, list):
         raise OmsInvalidAnswer("ListProjects data is not a list")
-    projects = [
-        details
-        for item in data
-        if isinstance(item, dict) and (details := project_details(item)) is not None
-    ]
+    projects: list[ListedProject] = []
+    for item in data:
+        if not isinstance(item, dict) or (details := project_details(item)) is None:
+            continue
+        listed = camel_keys(item).get("steps")
+        steps, dropped = parse_step_items(listed) if isinstance(listed, list) else (None, 0)
+        projects.append(ListedProject(details, steps, dropped))
     return projects, len(data)
 
 
@@ -201,6 +206,11 @@ def parse_steps_counted(body: bytes) -> tuple[tuple[Step, ...], int]:
     data = unwrap_envelope(body)["data"]
     if not isinstance(data, list):
         raise OmsInvalidAnswer("DescribeProjectSteps data is not a list")
+    return parse_step_items(data)
+
+
+def parse_step_items(data: list[Any]) -> tuple[tuple[Step, ...], int]:
+    """Steps from a list of step objects (DescribeProjectSteps' data, a listed ``steps``)."""
     steps: dict[str, Step] = {}
     dropped: set[str] = set()
     for item in data:
