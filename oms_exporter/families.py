@@ -13,8 +13,8 @@ from typing import Final, Literal
 from prometheus_client.utils import floatToGoString
 
 from oms_exporter.model import (
-    ALL_STATUSES,
     FEATURES,
+    UNKNOWN,
     VERIFY_RESULTS,
     VERIFY_ROW_KINDS,
     FullTransfer,
@@ -69,11 +69,11 @@ def _up(state: ProjectState) -> Iterable[Sample]:
 
 
 def _status(state: ProjectState) -> Iterable[Sample]:
-    if state.progress is None:
-        return
-    current = state.progress.status
-    for status in ALL_STATUSES:
-        yield label("status", status), 1.0 if status == current else 0.0
+    # One series, the status a label, always 1: a one-hot over 12 statuses would be a
+    # quarter of a project's budget of 45 samples, 11 of them zeros. Rules and panels ask
+    # `oms_project_status{status="FAILED"} == 1`, which reads the same either way.
+    if state.progress is not None:
+        yield label("status", state.progress.status), 1.0
 
 
 def _step(state: ProjectState) -> Iterable[Sample]:
@@ -134,15 +134,16 @@ def _steps(state: ProjectState) -> Iterable[Step]:
         yield from state.progress.steps
 
 
-# A step in this status is done: its progress is 1 by definition and is not published.
-_DONE_STEP: Final = "FINISHED"
+# A step's progress is published only in these statuses: FINISHED is at 1 and INIT at 0 by
+# definition, and a MONITORING step (incremental sync, steady) reports 100 while it runs.
+_PROGRESSING_STEPS: Final = frozenset({"RUNNING", "FAILED", "SUSPEND", UNKNOWN})
 # Rates, latencies and the ETA of a full transfer mean something only while it runs.
 _RUNNING_STEP: Final = "RUNNING"
 
 
 def _step_progress(state: ProjectState) -> Iterable[Sample]:
     for step in _steps(state):
-        if step.progress_ratio is not None and step.status != _DONE_STEP:
+        if step.progress_ratio is not None and step.status in _PROGRESSING_STEPS:
             yield label("step", step.name), step.progress_ratio
 
 
@@ -220,7 +221,8 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
     Family("oms_project_up", "1 if the last poll of this project succeeded, else 0.", "gauge", _up),
     Family(
         "oms_project_status",
-        "Project status reported by OMS, one-hot; UNKNOWN for values this exporter does not know.",
+        "Project status reported by OMS as a label, always 1: one series per project; "
+        "UNKNOWN for values this exporter does not know.",
         "gauge",
         _status,
     ),
@@ -262,8 +264,8 @@ PROJECT_FAMILIES: Final[tuple[Family, ...]] = (
     ),
     Family(
         "oms_project_step_progress_ratio",
-        "Progress of each step of the project that is not FINISHED (4.x "
-        "DescribeProjectSteps), 0 to 1; a FINISHED step is at 1.",
+        "Progress of each RUNNING, FAILED, SUSPEND or UNKNOWN step of the project (4.x "
+        "DescribeProjectSteps), 0 to 1; a FINISHED step is at 1, an INIT one at 0.",
         "gauge",
         _step_progress,
         hidden_when_stale=True,

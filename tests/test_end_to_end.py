@@ -45,7 +45,9 @@ def test_every_demo_project_is_exported_with_its_values(api: str):
         for project in DEMO:
             assert value("oms_project_up", project_id=project) == 1.0, project
         assert value("oms_project_status", project_id="np_demo_failed", status="FAILED") == 1.0
-        assert value("oms_project_status", project_id="np_demo_failed", status="RUNNING") == 0.0
+        assert value("oms_project_status", project_id="np_demo_failed", status="RUNNING") is None
+        statuses = [line for line in body.splitlines() if line.startswith("oms_project_status{")]
+        assert len(statuses) == len(DEMO)  # one series per project, its status a label
         assert value("oms_project_status", project_id="np_demo_suspended", status="SUSPEND") == 1
         assert value("oms_project_status", project_id="np_demo_finished", status="FINISHED") == 1
         assert value("oms_project_full_progress_ratio", project_id="np_demo_finished") == 1.0

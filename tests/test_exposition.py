@@ -24,7 +24,16 @@ from oms_exporter.families import (
     header,
 )
 from oms_exporter.metricfilter import MetricFilter
-from oms_exporter.model import Api, Checkpoint, Kind, ProjectProgress, Reason
+from oms_exporter.model import (
+    Api,
+    Checkpoint,
+    FullTransfer,
+    Kind,
+    ProjectDetails,
+    ProjectProgress,
+    Reason,
+    Step,
+)
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.store import Store
 from oms_exporter.web import generate_latest
@@ -312,3 +321,70 @@ def test_an_oms_name_from_a_non_utf8_environment_cannot_break_metrics(clock: Clo
     store.record_success(name, "np_1", progress(), now=NOW)
     text = collector.render().decode()
     assert 'oms_project_up{oms="oms-\ufffd",project_id="np_1"} 1.0' in text
+
+
+# A 4.x migration in steady incremental sync, as OMS lists its 10 steps (ODC's names).
+TEN_STEPS = (
+    Step("TRANSFER_PRECHECK", "FINISHED", 1.0),
+    Step("TRANSFER_PREPARE", "FINISHED", 1.0),
+    Step("STRUCT_TRANSFER", "FINISHED", 1.0),
+    Step("INDEX_TRANSFER", "FINISHED", 1.0),
+    Step("FULL_TRANSFER", "FINISHED", 1.0, FullTransfer(2.06e6, 2e6, 0.0, 0.0, 0.0, 0.0)),
+    Step("TRANSFER_INCR_LOG_PULL", "MONITORING", 1.0),
+    Step("INCR_TRANSFER", "MONITORING", 1.0, checkpoint_sample=Checkpoint("forward", NOW - 2, "")),
+    Step("INCR_VERIFIER", "MONITORING", 1.0),
+    Step("TRANSFER_APP_SWITCH", "RUNNING", 0.0),
+    Step("REVERSE_INCR_TRANSFER", "INIT", 0.0),
+)
+LISTED = ProjectDetails("np_1", name="orders", type="MIGRATION", alarming=False)
+
+
+def project_samples(text: str, project_id: str) -> list[str]:
+    return [line for line in samples(text) if f'project_id="{project_id}"' in line]
+
+
+@pytest.mark.parametrize(("kind", "budget"), [(Kind.MIGRATION, 45), (Kind.SYNC, 35)])
+def test_a_project_with_10_steps_stays_within_its_series_budget(
+    store: Store, collector: ProjectCollector, kind: Kind, budget: int
+):
+    """Issue 15: at most 45 samples per project with 10 steps, cut-over lines included."""
+    features = {"struct": True, "full": True, "incr": True, "reverse_incr": True}
+    steady = progress(
+        kind=kind, current_step="INCR_TRANSFER", features=features, steps=TEN_STEPS, details=LISTED
+    )
+    store.record_success("oms-a:8089", "np_1", steady, now=NOW - 5)
+    lines = project_samples(collector.render().decode(), "np_1")
+    assert len(lines) <= budget, "\n".join(lines)
+    print(kind, len(lines))
+    assert sum(line.startswith("oms_project_step_status{") for line in lines) == 10
+    assert any(line.startswith("oms_project_cutover_blocked{") for line in lines) == (
+        kind == Kind.MIGRATION
+    )
+
+
+def test_status_is_one_series_with_the_status_as_a_label(store: Store, collector: ProjectCollector):
+    store.record_success("oms-a:8089", "np_1", progress(status="FAILED"), now=NOW)
+    lines = [line for line in samples(collector.render().decode()) if "oms_project_status{" in line]
+    assert lines == ['oms_project_status{oms="oms-a:8089",project_id="np_1",status="FAILED"} 1.0']
+
+
+def test_step_progress_only_where_it_can_be_anything_but_0_or_1(
+    store: Store, collector: ProjectCollector
+):
+    """FINISHED is 1, INIT 0, and MONITORING (steady incremental) reports 100 while it runs."""
+    steps = (
+        Step("STRUCT_TRANSFER", "FINISHED", 1.0),
+        Step("FULL_TRANSFER", "FAILED", 0.61),
+        Step("FULL_VERIFIER", "SUSPEND", 0.2),
+        Step("INDEX_TRANSFER", "RUNNING", 0.5),
+        Step("INCR_TRANSFER", "MONITORING", 1.0),
+        Step("TRANSFER_APP_SWITCH", "INIT", 0.0),
+        Step("SIM_NEW_STEP", "UNKNOWN", 0.3),
+    )
+    store.record_success("oms-a:8089", "np_1", progress(steps=steps), now=NOW)
+    published = {
+        line.split('step="')[1].split('"')[0]
+        for line in samples(collector.render().decode())
+        if line.startswith("oms_project_step_progress_ratio{")
+    }
+    assert published == {"FULL_TRANSFER", "FULL_VERIFIER", "INDEX_TRANSFER", "SIM_NEW_STEP"}

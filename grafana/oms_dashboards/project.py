@@ -193,7 +193,9 @@ def _now() -> list[Builder[dm.Panel]]:
     ]
 
 
-FINISHED = 'status="FINISHED"'
+# Steps whose progress is 1 or 0 by their status publish none (see the metrics table).
+AT_ONE = 'status=~"FINISHED|MONITORING"'
+AT_ZERO = 'status="INIT"'
 
 
 def _steps_and_transfer() -> list[Builder[dm.Panel]]:
@@ -209,9 +211,11 @@ def _steps_and_transfer() -> list[Builder[dm.Panel]]:
         value_columns=[
             (
                 "Progress",
-                # A FINISHED step publishes no progress: it is at 1.
+                # A FINISHED or MONITORING step publishes no progress: it is at 1;
+                # an INIT one is at 0.
                 f"max by (step) ({series('oms_project_step_progress_ratio')}) or "
-                f"max by (step) ({series('oms_project_step_status', FINISHED)})",
+                f"max by (step) ({series('oms_project_step_status', AT_ONE)}) or "
+                f"0 * max by (step) ({series('oms_project_step_status', AT_ZERO)})",
             )
         ],
         columns=[("step", "Step"), ("status", "Status")],
