@@ -780,7 +780,7 @@ async def test_surrogate_id_is_repaired_by_discovery(
 ) -> None:
     await set_live_fault(live_sim, "np_demo_sync", "surrogate_id")
     projects = await real_client().list_projects(DiscoveryFilter())
-    ids = {p.project_id for p in projects}
+    ids = {p.details.project_id for p in projects}
     assert "np_demo_sync\ufffd" in ids
     assert "np_demo_sync" not in ids
     assert_encodable(projects)
@@ -1063,6 +1063,152 @@ async def test_projects_without_verification_list_no_verifier_step(v4: Client) -
     assert "FULL_VERIFIER" not in {s["name"] for s in steps}
 
 
+# --- bulk projects list 10 steps each (what a benchmark's project costs) -------------------
+
+STEP_STATUSES = {"INIT", "RUNNING", "FAILED", "FINISHED", "SUSPEND", "MONITORING"}
+
+
+def assert_ten_steps(steps: list[dict[str, Any]]) -> None:
+    names = [s["name"] for s in steps]
+    assert len(set(names)) == len(names) == scenario.BULK_STEP_COUNT == 10
+    assert set(names) <= set(scenario.V4_STEP_ORDER)
+    assert names == sorted(names, key=scenario.V4_STEP_ORDER.index)  # in OMS's order
+    assert [s["order"] for s in steps] == list(range(1, 11))
+    for step in steps:
+        assert step["status"] in STEP_STATUSES
+        assert step["description"]
+        if step["status"] in ("FINISHED", "MONITORING"):
+            assert step["progress"] == 100
+        elif step["status"] == "INIT":
+            assert step["progress"] in (0, None)  # FULL_VERIFIER reports none until it starts
+
+
+async def test_every_bulk_project_describes_exactly_ten_steps(
+    make_sim: MakeSim, clock: FakeClock
+) -> None:
+    client = await make_sim(scenario="bulk", projects=300)
+    seen: set[tuple[str, str]] = set()
+    for _ in range(2):  # now, and once the projects still moving have moved on
+        for index in range(1, 301):
+            answer = await call(client, "DescribeProjectSteps", {"id": f"p_sim_{index:06d}"})
+            assert_ten_steps(answer["data"])
+            seen |= {(s["name"], s["status"]) for s in answer["data"]}
+        clock.advance(60)
+    assert {status for _, status in seen} == STEP_STATUSES
+    assert {name for name, _ in seen} == set(scenario.V4_STEP_ORDER)
+
+
+async def test_bulk_list_items_carry_the_same_ten_steps(make_sim: MakeSim) -> None:
+    client = await make_sim(scenario="bulk", projects=150)
+    items = (await call(client, "ListProjects", {"pageSize": 150}))["data"]
+    assert len(items) == 150
+    for item in items:
+        assert_ten_steps(item["steps"])
+    for item in items[:30]:
+        described = (await call(client, "DescribeProjectSteps", {"id": item["id"]}))["data"]
+        assert described == item["steps"]
+
+
+def bulk_steps(defn: scenario.ProjectDef, lifecycle_second: float) -> dict[str, str]:
+    """A project's step statuses at one lifecycle second (started at START, time scale 1)."""
+    defn = replace(defn, offset_seconds=lifecycle_second)
+    snap = scenario.snapshot(defn, now=START, started_at=START, time_scale=1.0)
+    steps = scenario.project_steps(defn, snap, started_at=START, time_scale=1.0)
+    assert_ten_steps(steps)
+    return {str(s["name"]): str(s["status"]) for s in steps}
+
+
+def test_bulk_auxiliary_steps_follow_the_lifecycle() -> None:
+    migration = replace(scenario.bulk_project(7), reverse=True, incr_verify=True)
+    assert (migration.kind, migration.full_verify, migration.step_count) == ("migration", False, 10)
+    seconds = (5.0, 12.0, 100.0, 155.0, 200.0, 230.0, 3 * 86_400.0)
+    at = {t: bulk_steps(migration, t) for t in seconds}
+    assert (at[5.0]["TRANSFER_PRECHECK"], at[5.0]["TRANSFER_PREPARE"]) == ("RUNNING", "INIT")
+    assert at[12.0]["TRANSFER_PREPARE"] == "RUNNING"
+    assert (at[100.0]["TRANSFER_INCR_LOG_PULL"], at[100.0]["INDEX_TRANSFER"]) == ("RUNNING", "INIT")
+    assert (at[155.0]["FULL_TRANSFER"], at[155.0]["INDEX_TRANSFER"]) == ("RUNNING", "RUNNING")
+    assert (at[200.0]["INCR_VERIFIER"], at[200.0]["REVERSE_INCR_TRANSFER"]) == (
+        "MONITORING",
+        "INIT",
+    )
+    assert at[230.0]["REVERSE_INCR_TRANSFER"] == "MONITORING"  # with the switchover
+    assert at[3 * 86_400.0] == {
+        "TRANSFER_PRECHECK": "FINISHED",
+        "TRANSFER_PREPARE": "FINISHED",
+        "STRUCT_TRANSFER": "FINISHED",
+        "TRANSFER_INCR_LOG_PULL": "MONITORING",
+        "FULL_TRANSFER": "FINISHED",
+        "INDEX_TRANSFER": "FINISHED",
+        "INCR_TRANSFER": "MONITORING",
+        "INCR_VERIFIER": "MONITORING",
+        "TRANSFER_APP_SWITCH": "RUNNING",
+        "REVERSE_INCR_TRANSFER": "MONITORING",
+    }
+
+
+def test_bulk_auxiliary_steps_never_run_in_steady_state() -> None:
+    """Steady projects' steps keep the RUNNING step they had: the exporter asks as often."""
+    for defn in scenario.bulk_projects(300):
+        if defn.offset_seconds < 86_400 or defn.status is not None:
+            continue
+        statuses = bulk_steps(defn, defn.offset_seconds)
+        running = {name for name, status in statuses.items() if status == "RUNNING"}
+        if not defn.incr:
+            assert set(statuses.values()) == {"FINISHED"}
+        elif defn.kind == "sync":
+            assert running == {"INCR_TRANSFER"}
+        else:
+            assert running == {"TRANSFER_APP_SWITCH"}
+
+
+def test_failed_and_suspended_bulk_projects_stop_their_running_steps() -> None:
+    failed = next(p for p in scenario.bulk_projects(300) if p.status == "FAILED")
+    statuses = bulk_steps(failed, failed.freeze_at_seconds or 0.0)
+    assert statuses["FULL_TRANSFER"] == statuses["TRANSFER_INCR_LOG_PULL"] == "FAILED"
+    assert "RUNNING" not in statuses.values()
+    suspended = next(p for p in scenario.bulk_projects(300) if p.status == "SUSPEND")
+    statuses = bulk_steps(suspended, suspended.offset_seconds)
+    assert "RUNNING" not in statuses.values()
+    assert "SUSPEND" in statuses.values()
+
+
+def test_step_count_is_at_most_every_step_but_the_verifier() -> None:
+    with pytest.raises(ValueError, match="step_count"):
+        scenario.ProjectDef("p", "p", "migration", step_count=11)
+    with pytest.raises(ValueError, match="step_count"):
+        scenario.ProjectDef("p", "p", "migration", step_count=0)
+
+
+async def test_demo_projects_keep_their_natural_steps(v4: Client) -> None:
+    counts: dict[str, int] = {}
+    for defn in scenario.demo_projects():
+        assert defn.step_count is None
+        steps = (await call(v4, "DescribeProjectSteps", {"id": defn.id}))["data"]
+        assert [s["order"] for s in steps] == list(range(1, len(steps) + 1))
+        counts[defn.id] = len(steps)
+    assert counts == {
+        "np_demo_migration": 6,  # and FULL_VERIFIER
+        "np_demo_sync": 4,
+        "np_demo_failed": 5,
+        "np_demo_suspended": 5,
+        "np_demo_finished": 3,  # no incremental: no INCR_TRANSFER, no TRANSFER_APP_SWITCH
+        "np_demo_sybase": 4,
+        "np_demo_lag_spikes": 6,
+        "np_demo_ready": 6,
+        "np_demo_inconsistent": 6,
+        "np_demo_lag_wave": 6,
+    }
+    steps = (await call(v4, "DescribeProjectSteps", {"id": "np_demo_migration"}))["data"]
+    assert [s["name"] for s in steps] == [
+        "TRANSFER_PRECHECK",
+        "STRUCT_TRANSFER",
+        "FULL_TRANSFER",
+        "FULL_VERIFIER",
+        "INCR_TRANSFER",
+        "TRANSFER_APP_SWITCH",
+    ]
+
+
 async def test_without_action_answers_as_an_older_oms(make_sim: MakeSim) -> None:
     client = await make_sim(without_actions=("DescribeProjectSteps",))
     answer = await call(client, "DescribeProjectSteps", {"id": "np_demo_sync"})
@@ -1103,8 +1249,9 @@ async def test_real_client_discovers_large_projects_with_the_default_cap() -> No
     async with simulated_client(config, api="auto", timeout_seconds=30.0) as (client, runner):
         projects = await client.list_projects(DiscoveryFilter())
         assert len(projects) == 160
-        assert {p.alarming for p in projects} == {True, False}
-        assert any(p.full_verify for p in projects)
+        assert {p.details.alarming for p in projects} == {True, False}
+        assert any(p.details.full_verify for p in projects)
+        assert all(p.steps is not None and len(p.steps) == 10 for p in projects)
         assert runner.app[STATE].paths["/api/v2?Action=ListProjects"] == 2
 
 

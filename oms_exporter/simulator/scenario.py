@@ -11,7 +11,7 @@ import math
 import zlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Final, Literal, get_args
+from typing import Final, Literal, NamedTuple, get_args
 
 Api = Literal["v4", "v3"]
 Kind = Literal["migration", "sync"]
@@ -82,6 +82,8 @@ STRUCT_SECONDS: Final = 30.0
 FULL_SECONDS: Final = 120.0
 INCR_SECONDS: Final = 60.0  # a migration then waits in the app-switch step for cut-over
 VERIFY_SECONDS: Final = 60.0  # full verification, alongside incremental sync
+PREPARE_SECONDS: Final = 5.0  # TRANSFER_PREPARE: the end of the precheck
+INDEX_SECONDS: Final = 15.0  # INDEX_TRANSFER: the end of the full transfer, table by table
 ROW_BYTES: Final = 180  # average row size: OMS's *Iops figures are bytes per second
 
 STEP_NAMES: Final[dict[tuple[Api, Kind], tuple[str, ...]]] = {
@@ -111,6 +113,10 @@ HUGE_NUMBER: Final = 10**400
 DEEP_MARK: Final = "__sim_deep_nesting__"
 DEEP_LEVELS: Final = 200_000
 MANY_STEPS: Final = 10_000
+#: The most steps a project can list: every 4.x step name but FULL_VERIFIER, which only
+#: projects with full verification list (the exporter asks them for its result).
+MAX_STEP_COUNT: Final = 10
+BULK_STEP_COUNT: Final = 10  # what a benchmark's project costs the exporter: 10 steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +147,15 @@ class ProjectDef:
     sink_type: str = "OB_MYSQL"
     labels: tuple[str, ...] = ()
     full_verify: bool = False  # a FULL_VERIFIER step after the full transfer
-    incr_verify: bool = False  # enableIncrVerify (no step of its own here)
+    incr_verify: bool = False  # enableIncrVerify (an INCR_VERIFIER step only with step_count)
     verify_different_rows: int = 0  # rows the full verification finds different
+    # Steps to list in 4.x (None: only the enabled phases' and FULL_VERIFIER): auxiliary
+    # steps are added up to this count; a phase's own steps are never left out.
+    step_count: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.step_count is not None and not 1 <= self.step_count <= MAX_STEP_COUNT:
+            raise ValueError(f"step_count must be 1 to {MAX_STEP_COUNT}, not {self.step_count}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,15 +382,21 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S")
 
 
-_STEP_TEXT: Final = (
-    "Pre-check",
-    "Schema transfer",
-    "Full data transfer",
-    "Incremental data transfer",
-    "Application switchover",
-    "Full verification",
-)
-VERIFY: Final = 5  # the index of FULL_VERIFIER's text: a step, not a lifecycle phase
+#: Every 4.x step name (ODC's OmsStepName), in the order OMS lists the steps, and its text.
+_STEP_TEXT: Final[dict[str, str]] = {
+    "TRANSFER_PRECHECK": "Pre-check",
+    "TRANSFER_PREPARE": "Transfer preparation",
+    "STRUCT_TRANSFER": "Schema transfer",
+    "TRANSFER_INCR_LOG_PULL": "Incremental log pull",
+    "FULL_TRANSFER": "Full data transfer",
+    "INDEX_TRANSFER": "Index transfer",
+    "FULL_VERIFIER": "Full verification",
+    "INCR_TRANSFER": "Incremental data transfer",
+    "INCR_VERIFIER": "Incremental verification",
+    "TRANSFER_APP_SWITCH": "Application switchover",
+    "REVERSE_INCR_TRANSFER": "Reverse incremental transfer",
+}
+V4_STEP_ORDER: Final = tuple(_STEP_TEXT)
 
 
 def steps_data(
@@ -412,7 +431,7 @@ def project_steps(
         progress = 100 if t >= end else 0 if phase >= INCR else _percent(t, start, end)
         if phase == INCR and t >= start:
             progress = 100
-        step = _step(len(steps) + 1, step_name("v4", defn.kind, phase), phase)
+        step = _step(len(steps) + 1, step_name("v4", defn.kind, phase))
         step.update(
             status=status,
             progress=progress,
@@ -433,14 +452,113 @@ def project_steps(
                     time_scale=time_scale,
                 )
             )
+    if defn.step_count is None:
+        return steps
+    return _with_auxiliary_steps(defn, snap, steps, started_at=started_at, time_scale=time_scale)
+
+
+_INCREMENTAL_STEPS: Final = (
+    "TRANSFER_INCR_LOG_PULL",
+    "INCR_TRANSFER",
+    "INCR_VERIFIER",
+    "TRANSFER_APP_SWITCH",
+    "REVERSE_INCR_TRANSFER",
+)
+
+
+class _Auxiliary(NamedTuple):
+    """A step beside the lifecycle phases': when it runs and how it settles."""
+
+    rank: int  # 0: of a feature the project has; 1: of one it lacks; 2: only to pad
+    name: str
+    start: float  # lifecycle second it starts (math.inf: never)
+    end: float  # ... and settles, in `settled`
+    settled: str = "FINISHED"
+
+
+def _auxiliary(defn: ProjectDef) -> list[_Auxiliary]:
+    """Every step but FULL_VERIFIER, tied to the lifecycle (the phases' own ones unused)."""
+    precheck, struct, full, incr = phase_ends(defn)
+    never = math.inf
+    migration = defn.kind == "migration"
+    aux = [
+        _Auxiliary(0, "TRANSFER_PREPARE", precheck - PREPARE_SECONDS, precheck),
+        # Indexes are made table by table as the full transfer ends (with the schema if none).
+        _Auxiliary(
+            0 if defn.struct else 2, "INDEX_TRANSFER", max(precheck, full - INDEX_SECONDS), full
+        ),
+        # A disabled phase's step, only to pad: nothing to do, done when its phase would be.
+        _Auxiliary(2, "STRUCT_TRANSFER", precheck, precheck),
+        _Auxiliary(2, "FULL_TRANSFER", struct, struct),
+    ]
+    if not defn.incr:  # nothing incremental: done when the full transfer (and project) is
+        return [*aux, *(_Auxiliary(2, name, full, full) for name in _INCREMENTAL_STEPS)]
+    aux.append(_Auxiliary(0, "TRANSFER_INCR_LOG_PULL", precheck, full, "MONITORING"))
+    if defn.incr_verify:
+        aux.append(_Auxiliary(0, "INCR_VERIFIER", full, full, "MONITORING"))
+    else:
+        aux.append(_Auxiliary(1, "INCR_VERIFIER", never, never))
+    if migration and defn.reverse:  # started with the switchover, as its checkpoint is
+        aux.append(_Auxiliary(0, "REVERSE_INCR_TRANSFER", incr, incr, "MONITORING"))
+    else:
+        aux.append(_Auxiliary(1 if migration else 2, "REVERSE_INCR_TRANSFER", never, never))
+    return [*aux, _Auxiliary(2, "TRANSFER_APP_SWITCH", never, never)]  # a sync never switches
+
+
+def _with_auxiliary_steps(
+    defn: ProjectDef,
+    snap: Snapshot,
+    steps: list[dict[str, object]],
+    *,
+    started_at: float,
+    time_scale: float,
+) -> list[dict[str, object]]:
+    """Add the most realistic auxiliary steps up to `step_count`, all in OMS's order."""
+    listed = {step["name"] for step in steps}
+    wanted = sorted(
+        (aux for aux in _auxiliary(defn) if aux.name not in listed),
+        key=lambda aux: (aux.rank, V4_STEP_ORDER.index(aux.name)),
+    )[: max(0, (defn.step_count or 0) - len(steps))]
+    steps += [
+        _auxiliary_step(defn, snap, aux, started_at=started_at, time_scale=time_scale)
+        for aux in wanted
+    ]
+    steps.sort(key=lambda step: V4_STEP_ORDER.index(str(step["name"])))
+    for order, step in enumerate(steps, 1):
+        step["order"] = order
     return steps
 
 
-def _step(order: int, name: str, phase: int) -> dict[str, object]:
+def _auxiliary_step(
+    defn: ProjectDef, snap: Snapshot, aux: _Auxiliary, *, started_at: float, time_scale: float
+) -> dict[str, object]:
+    """Render an auxiliary step: no stepInfo, progress 0 until it starts, 100 settled."""
+    t = snap.lifecycle_seconds
+    step = _step(0, aux.name)
+    if t < 0 or t < aux.start:
+        return step
+    status, progress = aux.settled, 100
+    if t < aux.end:
+        status, progress = "RUNNING", _percent(t, aux.start, aux.end)
+        if snap.status in ("FAILED", "SUSPEND", "FINISHED"):
+            status = snap.status
+            progress = 100 if status == "FINISHED" else progress
+    done = status == "FINISHED"
+    step.update(
+        status=status,
+        progress=progress,
+        startTime=_wall_iso(defn, aux.start, started_at, time_scale),
+        finishTime=_wall_iso(defn, min(t, aux.end), started_at, time_scale) if done else None,
+    )
+    _fail(defn, step, t=t, started_at=started_at, time_scale=time_scale)
+    return step
+
+
+def _step(order: int, name: str) -> dict[str, object]:
     return {
         "order": order,
         "name": name,
-        "description": _STEP_TEXT[phase],
+        "description": _STEP_TEXT[name],
         "status": "INIT",
         "extraInfo": {
             "errorDetails": None,
@@ -483,7 +601,7 @@ def _verifier(
     """FULL_VERIFIER: compares every row after the full transfer, alongside incremental."""
     t = snap.lifecycle_seconds
     end = start + VERIFY_SECONDS
-    step = _step(order, "FULL_VERIFIER", VERIFY)
+    step = _step(order, "FULL_VERIFIER")
     done = _percent(t, start, end) if t >= start else 0
     status = "INIT" if t < start else "FINISHED" if t >= end else "RUNNING"
     if snap.status == "FINISHED":
@@ -710,6 +828,7 @@ def bulk_project(index: int) -> ProjectDef:
         labels=(f"shard-{index % 8}",),
         full_verify=kind == "migration" and h % 3 == 0,
         incr_verify=h % 5 == 0,
+        step_count=BULK_STEP_COUNT,
     )
     bucket = (h >> 8) % 20
     if bucket < 2:  # still moving through precheck, struct and full
