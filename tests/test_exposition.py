@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -388,3 +389,36 @@ def test_step_progress_only_where_it_can_be_anything_but_0_or_1(
         if line.startswith("oms_project_step_progress_ratio{")
     }
     assert published == {"FULL_TRANSFER", "FULL_VERIFIER", "INDEX_TRANSFER", "SIM_NEW_STEP"}
+
+
+def test_readiness_lines_follow_the_clock_of_each_scrape(
+    store: Store, collector: ProjectCollector, clock: Clock
+):
+    """The lines are kept between scrapes, but what holds is decided at each one."""
+    features = {"struct": True, "full": True, "incr": True}
+    checkpoint = (Checkpoint("forward", NOW - 3, str(int(NOW - 3))),)
+    steady = progress(
+        current_step="INCR_TRANSFER", features=features, steps=TEN_STEPS, checkpoints=checkpoint
+    )
+    store.record_success("oms-a:8089", "np_1", steady, now=NOW)
+
+    def blocked() -> dict[str, float]:
+        found = {}
+        for line in samples(collector.render().decode()):
+            if line.startswith("oms_project_cutover_blocked{"):
+                found[line.split('blocker="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+        return found
+
+    def ready() -> float:
+        lines = samples(collector.render().decode())
+        return next(float(line.rsplit(" ", 1)[1]) for line in lines if "cutover_ready{" in line)
+
+    assert (ready(), sum(blocked().values())) == (1.0, 0.0)
+    clock.now = NOW + 40  # no poll since: the checkpoint is 43 s behind
+    assert ready() == 0.0
+    assert {name for name, value in blocked().items() if value} == {"lag"}
+    clock.now = NOW + 200  # three intervals without a success: stale too
+    assert {name for name, value in blocked().items() if value} == {"lag", "stale"}
+    caught_up = replace(steady, checkpoints=(Checkpoint("forward", NOW + 198, ""),))
+    store.record_success("oms-a:8089", "np_1", caught_up, now=NOW + 199)
+    assert (ready(), sum(blocked().values())) == (1.0, 0.0)
