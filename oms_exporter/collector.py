@@ -93,7 +93,6 @@ class _Project:
     """What was last rendered for one project."""
 
     progress: ProjectProgress | None
-    chunks: list[bytes]
     # (the lag line up to its value, checkpoint seconds) per numeric checkpoint
     lags: tuple[tuple[str, float], ...]
     last_success_seconds: float | None
@@ -221,18 +220,15 @@ class ProjectCollector:
         old = self._projects.get(key)
         labels = base_labels(state)
         changed = _changed_families(old, state)
-        chunks = list(old.chunks) if old is not None else [b""] * len(PROJECT_FAMILIES)
         for index in changed:
             if not self._allowed[index]:  # denied: never rendered, costs nothing
                 continue
             chunk = render_family(PROJECT_FAMILIES[index], state, labels).encode()
-            if chunk != chunks[index] or old is None:
-                chunks[index] = chunk
+            if old is None or chunk != self._lines[index].get(key, b""):
                 self._set_line(index, key, chunk)
         same = old is not None and old.progress == state.progress
         self._projects[key] = _Project(
             progress=state.progress,
-            chunks=chunks,
             lags=old.lags if old is not None and same else _lags(state, labels),
             last_success_seconds=state.last_success_seconds,
             up=state.up,

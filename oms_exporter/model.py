@@ -10,7 +10,7 @@ import math
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 
 class Api(StrEnum):
@@ -208,6 +208,32 @@ def scalar_text(value: object, limit: int = 64) -> str:
     return ""
 
 
+T = TypeVar("T")
+
+
+class Pool(Generic[T]):
+    """Equal values kept as one object, up to a cap (a hostile OMS cannot grow it past).
+
+    10,000 projects with 10 steps each hold 100,000 steps, most of them equal across
+    projects (a FINISHED TRANSFER_PRECHECK at 100 %): shared, they cost memory once.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self._cap = cap
+        self._kept: dict[T, T] = {}
+
+    def __call__(self, value: T) -> T:
+        kept = self._kept.get(value)
+        if kept is not None:
+            return kept
+        if len(self._kept) < self._cap:
+            self._kept[value] = value
+        return value
+
+
+_TEXTS: Final[Pool[str]] = Pool(4096)  # step names and statuses
+
+
 def normalise_status(value: object) -> str:
     text = str(value).strip().upper() if isinstance(value, str) else ""
     return text if text in KNOWN_STATUSES else UNKNOWN
@@ -223,7 +249,7 @@ def normalise_step(value: object) -> str | None:
     if value is None or value == "":
         return None
     text = value.strip().upper() if isinstance(value, str) else ""
-    return text if _STEP_PATTERN.fullmatch(text) else UNKNOWN
+    return _TEXTS(text) if _STEP_PATTERN.fullmatch(text) else UNKNOWN
 
 
 def parse_bool(value: object) -> bool:

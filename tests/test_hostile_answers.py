@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from pytest_aiohttp import AiohttpServer
 
-from oms_exporter.model import Api, Reason
+from oms_exporter.model import Api, Pool, Reason
 from oms_exporter.oms import v4
 from oms_exporter.oms.client import ApiChoice, ClientObserver, OmsClient
 from oms_exporter.oms.discovery import MAX_SKIPPED, PAGE_SIZES, DiscoveryFilter
@@ -540,3 +540,16 @@ async def test_redirect_during_detection_does_not_decide_the_api(
     client = client_for("auto")
     assert (await error_of(client)).reason is Reason.HTTP
     assert client.server_api is None
+
+
+def test_shared_values_are_bounded_so_unique_steps_cannot_grow_them():
+    """Equal steps are one object; an OMS sending endless unique ones fills only the cap."""
+    pool: Pool[str] = Pool(3)
+    first = "".join(["TRANSFER_", "PRECHECK"])  # built at run time: not the literal's object
+    assert pool(first) is first
+    assert pool("".join(["TRANSFER_", "PRECHECK"])) is first
+    for index in range(100):
+        pool(f"SIM_STEP_{index}")
+    late = "".join(["LATE_", "STEP"])
+    assert pool(late) is late
+    assert pool("".join(["LATE_", "STEP"])) is not late  # past the cap: not kept

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
 from oms_exporter.model import (
+    FEATURES,
     Api,
     Checkpoint,
     Kind,
@@ -44,6 +46,12 @@ def _first(data: dict[str, Any], keys: tuple[str, ...]) -> Any:
     return None
 
 
+@functools.cache
+def _features(*enabled: bool) -> dict[str, bool]:
+    """One dict per combination (64 at most), shared by every project: never mutated."""
+    return dict(zip(FEATURES, enabled, strict=True))
+
+
 def build_progress(
     *,
     project_id: str,
@@ -54,15 +62,15 @@ def build_progress(
     details: ProjectDetails | None = None,
 ) -> ProjectProgress:
     """Normalise a ``data`` object whose keys are already camelCase."""
-    features = {
-        "struct": parse_bool(_first(data, fields.enable_struct)),
-        "full": parse_bool(_first(data, fields.enable_full)),
-        "incr": parse_bool(_first(data, fields.enable_incr)),
-        "reverse_incr": parse_bool(_first(data, fields.enable_reverse)),
+    features = _features(
+        parse_bool(_first(data, fields.enable_struct)),
+        parse_bool(_first(data, fields.enable_full)),
+        parse_bool(_first(data, fields.enable_incr)),
+        parse_bool(_first(data, fields.enable_reverse)),
         # Not in any progress answer: ListProjects and DescribeProject carry them.
-        "full_verify": bool(details and details.full_verify),
-        "incr_verify": bool(details and details.incr_verify),
-    }
+        bool(details and details.full_verify),
+        bool(details and details.incr_verify),
+    )
     checkpoints: list[Checkpoint] = []
     if features["incr"]:
         checkpoints.append(checkpoint("forward", _first(data, fields.incr_checkpoint)))

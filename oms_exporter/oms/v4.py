@@ -20,6 +20,7 @@ from oms_exporter.model import (
     FullVerification,
     Kind,
     ListedProject,
+    Pool,
     ProjectDetails,
     ProjectProgress,
     Step,
@@ -57,6 +58,9 @@ _FULL_STEPS: Final = frozenset({"FULL_TRANSFER", "FULL_MIGRATION", "FULL_VERIFIE
 # (TRANSFER_APP_SWITCH carries one too, of no documented direction; REVERSE_INCR_TRANSFER
 # none, in ODC and the documents.)
 _SAMPLE_STEPS: Final = {"INCR_TRANSFER": "forward"}
+# One string object per known status, and steps equal across projects shared.
+_STEP_STATUS: Final = {status: status for status in STEP_STATUSES}
+_SHARED_STEPS: Final[Pool[Step]] = Pool(4096)
 
 FIELDS: Final = FieldNames(
     enable_struct=("enableStructTransfer",),
@@ -226,12 +230,14 @@ def parse_step_items(data: list[Any]) -> tuple[tuple[Step, ...], int]:
         status = label_text(item.get("status")).upper()
         info = item.get("stepInfo")
         info = camel_keys(info) if isinstance(info, dict) else {}
-        steps[name] = Step(
-            name=name,
-            status=status if status in STEP_STATUSES else UNKNOWN,
-            progress_ratio=progress_ratio(item.get("progress")),
-            full_transfer=_full_transfer(info) if info and name in _FULL_STEPS else None,
-            checkpoint_sample=_checkpoint_sample(name, info) if info else None,
+        steps[name] = _SHARED_STEPS(
+            Step(
+                name=name,
+                status=_STEP_STATUS.get(status, UNKNOWN),
+                progress_ratio=progress_ratio(item.get("progress")),
+                full_transfer=_full_transfer(info) if info and name in _FULL_STEPS else None,
+                checkpoint_sample=_checkpoint_sample(name, info) if info else None,
+            )
         )
     return tuple(steps.values()), len(dropped)
 
