@@ -23,10 +23,11 @@ Produce = Callable[[bool], list[bytes | list[bytes]]]
 # Scrapes starting within this long of a render that is still being sent share it: their
 # lag lines are then up to this much older than the scrape.
 SHARE_WINDOW_SECONDS: Final = 1.0
-# A render is kept whole for newcomers up to this size (gzip: about 40,000 projects; plain:
-# about 1,700); past it, newcomers get a render of their own and sent pieces are dropped,
-# so that one large scrape costs a few pieces of memory, not its whole body.
-SHARE_MAX_BYTES: Final = 4 * 1024 * 1024
+# A render is kept whole for newcomers up to this size (gzip: about 5,000 projects with 10
+# steps; plain: about 250); past it, newcomers get a render of their own and sent pieces
+# are dropped, so that one large scrape costs a few pieces of memory, not its whole body
+# (4 MiB here cost 10 MB of RSS at 10,000 projects).
+SHARE_MAX_BYTES: Final = 1024 * 1024
 
 
 class Render:
