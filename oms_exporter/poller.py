@@ -51,6 +51,9 @@ MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
 _SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 # A step in this state is moving: its details change from round to round.
 _MOVING_STEP: Final = "RUNNING"
+# From this many configured projects not yet listed, their details and steps are read from
+# ListProjects pages (150 a page) rather than asked one by one (2 requests a project).
+PREFETCH_MIN_PROJECTS: Final = 150
 # An optional Action an OMS refused is asked again after this many rounds.
 ACTION_PROBE_EVERY_ROUNDS: Final = 10
 _STEPS_ACTION: Final = "DescribeProjectSteps"
@@ -91,6 +94,8 @@ class TargetState:
     # the round of that listing (listed_round) only; taken out as used.
     listed_steps: dict[str, tuple[Step, ...]] = field(default_factory=dict)
     listed_round: int = -1
+    # Configured projects a prefetch listing has looked for (found or not).
+    prefetched: set[str] = field(default_factory=set)
 
     def forget(self, project_id: str) -> None:
         """Drop what was kept for a project no longer polled."""
@@ -99,6 +104,7 @@ class TargetState:
         self.progress_round.pop(project_id, None)
         self.verification_final.discard(project_id)
         self.listed_steps.pop(project_id, None)
+        self.prefetched.discard(project_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,10 +297,34 @@ class Poller:
             self.metrics.discovery_timestamp.labels(target.name).set(self._clock())
         self._sync_store(target)
 
+    async def _prefetch(self, target: Target) -> None:
+        """Read many new configured projects' details and steps from ListProjects pages.
+
+        Without it, a first round at 10,000 configured projects costs 30,000 requests
+        (progress, DescribeProject, steps); with it, about 10,070. A failure costs nothing
+        but the attempt: those projects are described one by one, as before.
+        """
+        state = target.state
+        new = [pid for pid in state.project_ids if pid not in state.prefetched]
+        if len(new) < PREFETCH_MIN_PROJECTS:
+            return
+        state.prefetched.update(new)
+        try:
+            steps = await target.client.prefetch(new)
+        except Exception as exc:  # any failure: describe them one by one instead
+            log.info("could not list the projects of OMS %s, asking for each: %s",
+                     target.name, exc if isinstance(exc, OmsError) else _name(exc),
+                     extra={"oms": target.name})  # fmt: skip
+            return
+        state.listed_steps = steps
+        state.listed_round = self.rounds
+
     async def _poll_target(self, target: Target, deadline: float) -> None:
         state = target.state
         if target.discovers and self._monotonic() >= state.next_discovery:
             await self._discover(target)
+        elif not target.discovers:
+            await self._prefetch(target)
         now = self._clock()
         due = deque(pid for pid in state.project_ids if self._due(target, pid, now))
         if not due:

@@ -228,3 +228,70 @@ async def test_steps_listed_by_discovery_replace_the_step_calls_of_that_round(
     ]
     await poller.poll_round()  # no listing this round, and a step runs: asked
     assert replay.count(action="DescribeProjectSteps") == 3
+
+
+def configured_poller(cut: ClientUnderTest, project_ids: list[str]) -> Poller:
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
+    poller.configure(
+        [(target_config("oms", project_ids, step_details=True), cut.client)],
+        interval_seconds=10,
+        request_timeout_seconds=2,
+        max_concurrency=4,
+        shard=Shard(),
+    )
+    return poller
+
+
+@pytest.mark.parametrize(("configured", "pages"), [(200, 2), (150, 1)])
+async def test_many_configured_projects_are_described_by_listing_them(
+    replay: ReplayOms, make_client: MakeClient, configured: int, pages: int
+):
+    """150 a ListProjects page instead of a DescribeProject and a step call for each."""
+    replay.listed = listed(400)  # the OMS has more projects than are configured
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+    ids = [f"np_{index:04d}" for index in range(configured)]
+    poller = configured_poller(make_client(), ids)
+    await poller.poll_round()
+    assert replay.count(action="ListProjects") == pages  # stops once every ID is found
+    assert replay.count(action="DescribeProject") == 0
+    assert replay.count(action="DescribeProjectSteps") == 0
+    assert replay.count(action="DescribeProjectProgress") == configured
+    state = poller.store.get("oms", "np_0001")
+    assert state is not None
+    assert state.up
+    assert state.progress is not None
+    assert state.progress.name == "project 1"  # the listing's details
+    assert state.progress.details is not None
+    assert state.progress.details.alarming is None  # not listed again: it would go stale
+    assert [step.name for step in state.progress.steps or ()] == [
+        "TRANSFER_PRECHECK",
+        "INCR_TRANSFER",
+    ]
+    await poller.poll_round()
+    assert replay.count(action="ListProjects") == pages  # once, not every round
+
+
+async def test_few_configured_projects_are_described_one_by_one(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.listed = listed(400)
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+    await configured_poller(make_client(), [f"np_{i:04d}" for i in range(149)]).poll_round()
+    assert replay.count(action="ListProjects") == 0
+    assert replay.count(action="DescribeProject") == 149
+
+
+async def test_a_refused_listing_falls_back_to_describing_each_project(
+    replay: ReplayOms, make_client: MakeClient
+):
+    replay.listed = listed(200)
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+    replay.without_actions.add("ListProjects")
+    poller = configured_poller(make_client(), [f"np_{i:04d}" for i in range(200)])
+    await poller.poll_round()
+    assert replay.count(action="ListProjects") == 2  # with the sort fields, then without
+    assert replay.count(action="DescribeProject") == 200
+    assert all(state.up for state in poller.store)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, Literal
 
 from oms_exporter.model import (
@@ -228,6 +228,34 @@ class OmsClient:
             if project.steps is not None:
                 self._observe_steps(project.steps, project.dropped_steps)
         return projects
+
+    async def prefetch(self, project_ids: list[str]) -> dict[str, tuple[Step, ...]]:
+        """Learn many configured projects' details (and steps) from ListProjects pages.
+
+        150 projects a page instead of a DescribeProject and a DescribeProjectSteps each.
+        Their alarm state is not kept: it would go stale, as the listing is not repeated.
+        Returns the listed steps by project; raises like list_projects.
+        """
+        if self._server == "v3" or self._choice in ("v3-migration", "v3-sync"):
+            return {}
+        wanted = frozenset(project_ids)
+        try:
+            listed = await discovery.list_projects(
+                self._transport, DiscoveryFilter(), self._paging, wanted=wanted
+            )
+        except OmsHttpError as error:
+            if self._server is None and error.status in _WRONG_API_STATUSES:
+                self._learn("v3")
+                return {}
+            raise
+        self._learn("v4")
+        self.remember([replace(project.details, alarming=None) for project in listed])
+        steps: dict[str, tuple[Step, ...]] = {}
+        for project in listed:
+            if project.steps is not None:
+                self._observe_steps(project.steps, project.dropped_steps)
+                steps[project.details.project_id] = project.steps
+        return steps
 
     async def _fetch_v3(self, project_id: str) -> ProjectProgress:
         if self._choice in ("v3-migration", "v3-sync"):

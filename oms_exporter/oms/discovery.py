@@ -65,12 +65,17 @@ def matches(project: ProjectDetails, settings: DiscoveryFilter) -> bool:
 
 
 async def list_projects(
-    transport: Transport, settings: DiscoveryFilter, paging: Paging | None = None
+    transport: Transport,
+    settings: DiscoveryFilter,
+    paging: Paging | None = None,
+    *,
+    wanted: frozenset[str] | None = None,
 ) -> list[ListedProject]:
     """Page through ListProjects until a page shorter than asked (or empty) arrives.
 
     ``totalCount`` is not trusted (pages in one document, records in another). A page
-    refused as too large is asked again smaller; ``paging`` remembers what fitted.
+    refused as too large is asked again smaller; ``paging`` remembers what fitted. With
+    ``wanted``, only those projects are kept, and paging stops once all are found.
     """
     paging = paging if paging is not None else Paging()
     base: dict[str, Any] = {"type": settings.types[0]} if len(settings.types) == 1 else {}
@@ -114,6 +119,8 @@ async def list_projects(
         offset += size
         if items < size:
             break
+        if wanted is not None and wanted <= found.keys():
+            break
         if not new:  # a full page of projects already seen: pageNumber is ignored
             break
     if skipped:
@@ -123,6 +130,8 @@ async def list_projects(
             limit,
         )
     paging.size_index = _grown(paging.size_index, largest, limit)
+    if wanted is not None:
+        return [project for pid, project in found.items() if pid in wanted]
     return [project for project in found.values() if matches(project.details, settings)]
 
 
