@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import ProjectProgress, Reason, Step
+from oms_exporter.model import Kind, ProjectProgress, Reason, Step
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -51,6 +51,24 @@ MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
 _SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 # A step in this state is moving: its details change from round to round.
 _MOVING_STEP: Final = "RUNNING"
+# Steps that, once RUNNING, run until an operator acts (the switchover) or for the life of
+# the project: their RUNNING is steady state, and what changes shows in the progress answer
+# (status, current step, checkpoint). ODC's OmsStepName spellings, 4.x and 3.3.
+_ENDLESS_STEPS: Final = frozenset(
+    {
+        "TRANSFER_APP_SWITCH",
+        "APP_SWITCH",
+        "TRANSFER_INCR_LOG_PULL",
+        "INCR_LOG_PULL",
+        "SYNC_INCR_LOG_PULL",
+        "INCR_VERIFIER",
+        "REVERSE_INCR_TRANSFER",
+        "REVERSE_INCR_SYNC",
+    }
+)
+# A sync project's incremental step runs for its life too; a migration's is watched until
+# MONITORING, which cut-over readiness waits for.
+_SYNC_INCR_STEPS: Final = frozenset({"INCR_TRANSFER", "INCR_SYNC", "CONNECTOR_INCR_SYNC"})
 # From this many configured projects not yet listed, their details and steps are read from
 # ListProjects pages (150 a page) rather than asked one by one (2 requests a project).
 PREFETCH_MIN_PROJECTS: Final = 150
@@ -447,7 +465,7 @@ class Poller:
             last = target.state.steps_round.get(progress.project_id)
             steady = (
                 not _moved(known_progress, progress)
-                and not any(step.status == _MOVING_STEP for step in known)
+                and not _steps_move(progress.kind, known)
                 and last is not None
                 and self.rounds - last < self.steady_steps_every_rounds
             )
@@ -611,6 +629,12 @@ def _action_refused(error: OmsError) -> bool:
     if isinstance(error, OmsApiError):
         return error.code == "PARAM_ERROR"
     return isinstance(error, OmsHttpError) and error.status in (400, 404, 405, 501)
+
+
+def _steps_move(kind: Kind, steps: tuple[Step, ...]) -> bool:
+    """Whether a step is RUNNING towards an end: its details then change every round."""
+    endless = _ENDLESS_STEPS | _SYNC_INCR_STEPS if kind == Kind.SYNC else _ENDLESS_STEPS
+    return any(step.status == _MOVING_STEP and step.name not in endless for step in steps)
 
 
 def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:

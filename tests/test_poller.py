@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -14,7 +15,14 @@ from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import Store
 from tests.conftest import ClientUnderTest, target_config
-from tests.oms_replay import ReplayOms, Reply, fixture_json, progress_with, verify_entry
+from tests.oms_replay import (
+    ReplayOms,
+    Reply,
+    describe_project,
+    fixture_json,
+    progress_with,
+    verify_entry,
+)
 
 MakeClient = Callable[..., ClientUnderTest]
 GOOD = Reply.fixture("v4_progress.json")
@@ -434,3 +442,45 @@ async def test_a_failing_verification_keeps_the_project_up_with_the_last_result(
     assert state is not None
     assert state.last_error_reason is None
     assert poller.metrics.action_available.labels("oms", VERIFY)._value.get() == 1
+
+
+def steps_reply(*statuses: tuple[str, str, int]) -> Reply:
+    steps = [
+        {"order": i + 1, "name": name, "status": status, "progress": progress}
+        for i, (name, status, progress) in enumerate(statuses)
+    ]
+    return Reply.json({"success": True, "errorDetail": None, "code": None, "data": steps})
+
+
+async def test_steps_that_run_until_an_operator_acts_are_steady(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """A migration waiting for its switchover, a sync's endless incremental: every 10th.
+
+    A migration's INCR_TRANSFER still RUNNING (catching up) is asked every round: cut-over
+    readiness waits for its MONITORING.
+    """
+    waiting = steps_reply(
+        ("FULL_TRANSFER", "FINISHED", 100),
+        ("TRANSFER_INCR_LOG_PULL", "RUNNING", 100),
+        ("INCR_TRANSFER", "MONITORING", 100),
+        ("INCR_VERIFIER", "RUNNING", 100),
+        ("TRANSFER_APP_SWITCH", "RUNNING", 0),
+        ("REVERSE_INCR_TRANSFER", "RUNNING", 100),
+    )
+    endless = steps_reply(("FULL_TRANSFER", "FINISHED", 100), ("INCR_TRANSFER", "RUNNING", 100))
+    for project_id, steps, kind in (
+        ("waiting", waiting, "MIGRATION"),
+        ("sync", endless, "SYNC"),
+        ("catching_up", endless, "MIGRATION"),
+    ):
+        replay.v4[project_id] = GOOD
+        replay.steps[project_id] = steps
+        replay.describe[project_id] = describe_project(project_id, kind=kind)
+    ids = ["waiting", "sync", "catching_up"]
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ids, step_details=True), make_client("v4"))])
+    for _ in range(20):
+        await poller.poll_round()
+    asked = Counter(s.project_id for s in replay.seen if s.action == "DescribeProjectSteps")
+    assert asked == {"waiting": 2, "sync": 2, "catching_up": 20}
