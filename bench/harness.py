@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -261,9 +262,16 @@ class Oms:
 
     def actions(self) -> dict[str, int]:
         """Requests answered so far per 4.x Action (the full counters: ask between rounds)."""
-        paths = json.loads(fetch(self.url + "/_sim/requests", timeout_seconds=30).body)["paths"]
+        return self.counters()[1]
+
+    def counters(self) -> tuple[int, dict[str, int]]:
+        """The total and the per-Action counts of one answer: comparing the total with the
+        one a quiet moment returned shows whether a round began before they were read."""
+        answer = json.loads(fetch(self.url + "/_sim/requests", timeout_seconds=30).body)
         prefix = "/api/v2?Action="
-        return {k.removeprefix(prefix): int(v) for k, v in paths.items() if k.startswith(prefix)}
+        paths: dict[str, int] = answer["paths"]
+        actions = {k.removeprefix(prefix): int(v) for k, v in paths.items() if k.startswith(prefix)}
+        return int(answer["total"]), actions
 
     def wait_quiet(self, *, quiet_seconds: float = QUIET_SECONDS, timeout_seconds: float) -> int:
         """Wait until nobody has asked OMS anything for `quiet_seconds`; return the total."""
@@ -313,3 +321,34 @@ def count_samples(body: str, *, name: str | None = None, value: float | None = N
             continue
         count += 1
     return count
+
+
+_PROJECT_ID = re.compile(r'[{,]project_id="([^"]*)"')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def series_by_project(body: str) -> dict[str, Counter[str]]:
+    """Per project (its `project_id` label), the samples of each metric name.
+
+    What a project costs on /metrics: its samples are what Prometheus stores per scrape.
+    """
+    projects: dict[str, Counter[str]] = {}
+    for line in body.splitlines():
+        brace = line.find("{")
+        if brace <= 0 or line.startswith("#"):
+            continue
+        match = _PROJECT_ID.search(line, brace)
+        if match is not None:
+            projects.setdefault(match.group(1), Counter())[line[:brace]] += 1
+    return projects
+
+
+def label_values(body: str, name: str, label: str) -> dict[str, str]:
+    """`label`'s value in each project's `name` sample (the last one, if several)."""
+    values: dict[str, str] = {}
+    for line in body.splitlines():
+        if line.startswith(name + "{"):
+            labels = dict(_LABEL.findall(line[len(name) + 1 : line.rfind("}")]))
+            if "project_id" in labels and label in labels:
+                values[labels["project_id"]] = labels[label]
+    return values

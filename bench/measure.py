@@ -1,4 +1,4 @@
-"""The three measurements: poll CPU per project, /metrics latency, memory over time.
+"""The measurements: first round, poll cost per project, /metrics latency, memory over time.
 
 Each one only looks at the exporter from outside (``/proc``, HTTP) and at the simulator's
 request counter, which shows when a poll round runs without asking the exporter anything.
@@ -7,15 +7,26 @@ request counter, which shows when a poll round runs without asking the exporter 
 from __future__ import annotations
 
 import gzip
-import itertools
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from harness import BenchError, Oms, count_samples, cpu_seconds, fetch, metric, rss_bytes
+from harness import (
+    BenchError,
+    Oms,
+    count_samples,
+    cpu_seconds,
+    fetch,
+    label_values,
+    metric,
+    rss_bytes,
+    series_by_project,
+    wait_until,
+)
 
 MB = 1024 * 1024
+LAG = "oms_project_incr_sync_lag_seconds"
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -27,38 +38,174 @@ def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[round(q) - 1]
 
 
-def measure_poll(
-    pid: int, oms: Oms, *, projects: int, rounds: int, interval_seconds: float
-) -> tuple[dict[str, float], dict[str, int]]:
-    """CPU of the median of `rounds` steady-state poll rounds, each from quiet to quiet.
+@dataclass(frozen=True)
+class FirstRound:
+    """The exporter's first round: its figures and what it asked OMS, per Action."""
 
-    Also return the requests of one round per Action: the bare loop sends the same mix.
+    figures: dict[str, float]
+    requests: dict[str, int]
+
+
+def measure_first_round(
+    base: str, oms: Oms, *, projects: int, started_unix: float, interval_seconds: float
+) -> FirstRound:
+    """From the exporter's start (`started_unix`, just before it was started) until /readyz
+    says its first round is done, when every configured project is on /metrics; then what
+    that round asked OMS, read before the second round begins."""
+    wait_until(
+        lambda: fetch(base + "/readyz").status == 200,
+        timeout_seconds=60 + projects / 50,
+        what="the exporter's first poll round",
+        every=0.05,  # often enough to time the round, seldom enough not to slow it
+    )
+    ready_unix = time.time()
+    quiet = oms.wait_quiet(timeout_seconds=_round_timeout(projects, interval_seconds))
+    total, requests = oms.counters()
+    body = fetch(base + "/metrics").body.decode()
+    if total != quiet or metric(body, "oms_exporter_poll_rounds_total") != 1:
+        raise BenchError(
+            f"the second poll round began before the first one's requests were counted "
+            f"(the first took {ready_unix - started_unix:.1f} s from the start, the interval "
+            f"is {interval_seconds:g} s): use a longer --interval"
+        )
+    sent = sum(requests.values())
+    return FirstRound(
+        figures={
+            "first_round_s": ready_unix - started_unix,
+            "first_round_alone_s": metric(body, "oms_exporter_last_poll_round_duration_seconds"),
+            "first_round_requests": float(sent),
+            "first_round_requests_per_project": sent / projects,
+            "first_round_projects_visible": float(count_samples(body, name="oms_project_up")),
+        },
+        requests=requests,
+    )
+
+
+@dataclass(frozen=True)
+class PollWindow:
+    """Consecutive steady-state poll rounds: figures, requests per Action, /metrics after."""
+
+    figures: dict[str, float]
+    requests: dict[str, int]
+    rounds: int
+    body: str
+
+
+def _round_timeout(projects: int, interval_seconds: float) -> float:
+    return 2 * interval_seconds + projects / 100 + 30.0
+
+
+def _rounds_done(metrics_url: str) -> tuple[int, str]:
+    body = fetch(metrics_url).body.decode()
+    return round(metric(body, "oms_exporter_poll_rounds_total")), body
+
+
+@dataclass(frozen=True)
+class _Start:
+    total: int
+    rounds: int
+    requests: dict[str, int]
+    cpu: float
+    monotonic: float
+
+
+def _quiet_start(pid: int, oms: Oms, metrics_url: str, *, timeout_seconds: float) -> _Start:
+    """A quiet moment; the exporter's round count, the requests so far and its CPU in it.
+
+    After the scrape that reads the round count, quiet again before the CPU is read, so
+    that what the exporter does after a scrape is not counted as polling.
     """
-    round_timeout = 2 * interval_seconds + projects / 100 + 30.0
-    total = oms.wait_quiet(timeout_seconds=round_timeout)
-    marks = [cpu_seconds(pid)]
-    before = oms.actions()
-    started = time.monotonic()
+    for _ in range(5):
+        total = oms.wait_quiet(timeout_seconds=timeout_seconds)
+        rounds, _ = _rounds_done(metrics_url)
+        counted, requests = oms.counters()
+        settled = oms.wait_quiet(timeout_seconds=timeout_seconds)
+        start = _Start(total, rounds, requests, cpu_seconds(pid), time.monotonic())
+        if total == counted == settled == oms.total():
+            return start
+    raise BenchError("no quiet moment long enough to read the round count: use a longer --interval")
+
+
+def measure_poll(
+    pid: int,
+    oms: Oms,
+    metrics_url: str,
+    *,
+    projects: int,
+    rounds: int,
+    interval_seconds: float,
+) -> PollWindow:
+    """CPU and requests of `rounds` consecutive poll rounds, from a quiet moment to one.
+
+    Rounds differ in steady state: steps of a project in steady sync and settled projects
+    are asked every Nth round (10 by default). So the figures are the window's totals
+    divided by its rounds, as the exporter's own round counter counts them, not a median
+    round, which would leave those requests out.
+    """
+    timeout = _round_timeout(projects, interval_seconds)
+    start = _quiet_start(pid, oms, metrics_url, timeout_seconds=timeout)
+    total = start.total
     for _ in range(rounds):
-        total = oms.wait_round(after_total=total, timeout_seconds=round_timeout)
-        marks.append(cpu_seconds(pid))  # quiet again: the round and its bookkeeping are done
-    window = time.monotonic() - started
-    after = oms.actions()
-    sent = {action: count - before.get(action, 0) for action, count in after.items()}
+        total = oms.wait_round(after_total=total, timeout_seconds=timeout)
+    cpu = cpu_seconds(pid) - start.cpu  # quiet again: the round and its bookkeeping are done
+    window = time.monotonic() - start.monotonic
+    after_total, after = oms.counters()
+    rounds_after, body = _rounds_done(metrics_url)
+    counted = rounds_after - start.rounds
+    if after_total != total or counted < 1:
+        raise BenchError("a poll round began as the window closed: use a longer --interval")
+    sent = {action: count - start.requests.get(action, 0) for action, count in after.items()}
     sent = {action: count for action, count in sent.items() if count > 0}
     requests = sum(sent.values())
     if requests <= 0:
         raise BenchError("the exporter sent no requests while it was measured")
-    # The median round: one round disturbed by the machine does not move the figure.
-    cpu = statistics.median(b - a for a, b in itertools.pairwise(marks))
     figures = {
+        "poll_rounds": float(counted),
         "poll_requests": float(requests),
-        "poll_requests_per_project": requests / (projects * rounds),
+        "poll_requests_per_project": requests / (projects * counted),
         "poll_window_seconds": window,
-        "poll_cpu_ms_per_1000": cpu / projects * 1e6,
-        "poll_cpu_ms_per_1000_requests": cpu / (requests / rounds) * 1e6,
+        "poll_cpu_ms_per_1000": cpu / counted / projects * 1e6,
+        "poll_cpu_ms_per_1000_requests": cpu / requests * 1e6,
     }
-    return figures, {action: round(count / rounds) for action, count in sent.items()}
+    return PollWindow(figures, sent, counted, body)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One project's samples on /metrics, by metric name."""
+
+    project_id: str
+    series: dict[str, int]
+
+
+def project_figures(body: str, *, projects: int) -> tuple[dict[str, float], dict[str, Example]]:
+    """Samples per project and steps per project on /metrics, and two typical projects.
+
+    The typical ones are the first steady migration and steady sync (RUNNING, with an
+    incremental lag): what most of a large estate looks like.
+    """
+    per_project = series_by_project(body)
+    samples = sum(sum(series.values()) for series in per_project.values())
+    steps = [series["oms_project_step_status"] for series in per_project.values()]
+    with_steps = [count for count in steps if count > 0]
+    figures = {
+        "project_samples": float(samples),
+        "samples_per_project": samples / projects,
+        "steps_per_project": statistics.fmean(with_steps) if with_steps else 0.0,
+        "steps_min": float(min(with_steps, default=0)),
+        "steps_max": float(max(with_steps, default=0)),
+        "projects_with_steps": float(len(with_steps)),
+    }
+    kinds = label_values(body, "oms_project_info", "kind")
+    statuses = label_values(body, "oms_project_status", "status")
+    examples: dict[str, Example] = {}
+    for project_id in sorted(per_project):
+        series = per_project[project_id]
+        kind = kinds.get(project_id, "")
+        steady = statuses.get(project_id) == "RUNNING" and series[LAG] > 0
+        if steady and kind in ("migration", "sync") and kind not in examples:
+            examples[kind] = Example(project_id, dict(series))
+    return figures, examples
 
 
 @dataclass
@@ -99,7 +246,7 @@ def measure_scrapes(
     got = _Samples([], [], [])
     deadline = time.monotonic() + budget_seconds
     timeout = max(budget_seconds, 30.0)
-    round_timeout = 2 * interval_seconds + projects / 100 + 30.0
+    round_timeout = _round_timeout(projects, interval_seconds)
     total = oms.wait_quiet(timeout_seconds=round_timeout)
     after_round = False  # the last scrape (the poll measurement's) saw the last round
     while time.monotonic() < deadline:
