@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from oms_exporter.config import TargetConfig
 from oms_exporter.model import ProjectDetails
 from oms_exporter.oms.client import DiscoveryUnavailable
 from oms_exporter.oms.discovery import DiscoveryFilter, matches
@@ -195,6 +196,19 @@ def test_shard_ordinal_comes_from_the_statefulset_pod_name(monkeypatch: pytest.M
     assert resolve_shard(index=None, count=1) == Shard(0, 1)
 
 
+def poller_for(cut: ClientUnderTest, config: TargetConfig) -> Poller:
+    """A poller of one OMS, 10 s rounds, at most 4 requests in flight."""
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
+    poller.configure(
+        [(config, cut.client)],
+        interval_seconds=10,
+        request_timeout_seconds=2,
+        max_concurrency=4,
+        shard=Shard(),
+    )
+    return poller
+
+
 async def test_steps_listed_by_discovery_replace_the_step_calls_of_that_round(
     replay: ReplayOms, make_client: MakeClient
 ):
@@ -207,15 +221,8 @@ async def test_steps_listed_by_discovery_replace_the_step_calls_of_that_round(
     for row in replay.listed:
         replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
         replay.steps[str(row["id"])] = Reply.fixture("v4_steps.json")
-    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
     config = target_config("oms", [], discovery=DiscoveryFilter(), step_details=True)
-    poller.configure(
-        [(config, make_client("v4").client)],
-        interval_seconds=10,
-        request_timeout_seconds=2,
-        max_concurrency=2,
-        shard=Shard(),
-    )
+    poller = poller_for(make_client("v4"), config)
     await poller.poll_round()
     assert replay.count(action="DescribeProjectSteps") == 0
     state = poller.store.get("oms", "np_0001")
@@ -231,15 +238,7 @@ async def test_steps_listed_by_discovery_replace_the_step_calls_of_that_round(
 
 
 def configured_poller(cut: ClientUnderTest, project_ids: list[str]) -> Poller:
-    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10)
-    poller.configure(
-        [(target_config("oms", project_ids, step_details=True), cut.client)],
-        interval_seconds=10,
-        request_timeout_seconds=2,
-        max_concurrency=4,
-        shard=Shard(),
-    )
-    return poller
+    return poller_for(cut, target_config("oms", project_ids, step_details=True))
 
 
 @pytest.mark.parametrize(("configured", "pages"), [(200, 2), (150, 1)])
