@@ -233,10 +233,13 @@ def describe_steps(body: bytes) -> None:
 
 
 def list_projects(body: bytes) -> None:
-    projects, total = v4.parse_page(body)
-    for details in projects:
-        check_details(details)
-    assert total is None or total >= 0
+    projects, items = v4.parse_page(body)
+    for project in projects:
+        check_details(project.details)
+        if project.steps is not None:
+            check_steps(project.steps)
+        assert project.dropped_steps >= 0
+    assert items >= len(projects)
     assert_encodable(projects)
 
 
