@@ -315,34 +315,10 @@ class Poller:
             self.metrics.discovery_timestamp.labels(target.name).set(self._clock())
         self._sync_store(target)
 
-    async def _prefetch(self, target: Target) -> None:
-        """Read many new configured projects' details and steps from ListProjects pages.
-
-        Without it, a first round at 10,000 configured projects costs 30,000 requests
-        (progress, DescribeProject, steps); with it, about 10,070. A failure costs nothing
-        but the attempt: those projects are described one by one, as before.
-        """
-        state = target.state
-        new = [pid for pid in state.project_ids if pid not in state.prefetched]
-        if len(new) < PREFETCH_MIN_PROJECTS:
-            return
-        state.prefetched.update(new)
-        try:
-            steps = await target.client.prefetch(new)
-        except Exception as exc:  # any failure: describe them one by one instead
-            log.info("could not list the projects of OMS %s, asking for each: %s",
-                     target.name, exc if isinstance(exc, OmsError) else _name(exc),
-                     extra={"oms": target.name})  # fmt: skip
-            return
-        state.listed_steps = steps
-        state.listed_round = self.rounds
-
     async def _poll_target(self, target: Target, deadline: float) -> None:
         state = target.state
         if target.discovers and self._monotonic() >= state.next_discovery:
             await self._discover(target)
-        elif not target.discovers:
-            await self._prefetch(target)
         now = self._clock()
         due = deque(pid for pid in state.project_ids if self._due(target, pid, now))
         if not due:
@@ -352,13 +328,7 @@ class Poller:
             # One probe while the OMS is down; the rest wait for it.
             await self._poll_project(target, due.popleft(), deadline, outcome)
         if state.reachable or outcome.answered:
-
-            async def worker() -> None:
-                while due:
-                    await self._poll_project(target, due.popleft(), deadline, outcome)
-
-            workers = min(self.max_concurrency, len(due))
-            await asyncio.gather(*(worker() for _ in range(workers)))
+            await self._poll_all(target, due, deadline, outcome)
         for project_id in due:  # left unpolled because the OMS is unreachable
             self._record_failure(
                 target,
@@ -367,6 +337,93 @@ class Poller:
                 f"OMS unreachable, not polled this round: {outcome.tripped_message}",
             )
         self._set_reachable(target, outcome)
+
+    async def _poll_all(
+        self, target: Target, due: deque[str], deadline: float, outcome: _RoundOutcome
+    ) -> None:
+        """Poll every project in ``due`` (emptying it), ``max_concurrency`` at a time.
+
+        Many new configured projects are first looked for in ListProjects pages (see
+        _prefetch): each is polled once the page listing it has arrived, or once the
+        listing ends, while the other projects are polled meanwhile.
+        """
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        workers = min(self.max_concurrency, len(due))
+        waiting = self._prefetch_set(target, due)
+        while due:
+            project_id = due.popleft()
+            if project_id not in waiting:
+                queue.put_nowait(project_id)
+        listing = None
+        if waiting:
+            listing = asyncio.create_task(self._prefetch(target, waiting, queue, workers))
+        else:
+            for _ in range(workers):
+                queue.put_nowait(None)
+
+        async def worker() -> None:
+            while (project_id := await queue.get()) is not None:
+                await self._poll_project(target, project_id, deadline, outcome)
+
+        try:
+            await asyncio.gather(*(worker() for _ in range(workers)))
+        finally:
+            if listing is not None:
+                listing.cancel()  # done by now, unless the round itself is being cancelled
+
+    def _prefetch_set(self, target: Target, due: deque[str]) -> dict[str, None]:
+        """The due projects to look for in ListProjects first, in order; often none.
+
+        Only for configured projects (discovery lists them anyway), only when at least
+        PREFETCH_MIN_PROJECTS are new: at 10,000 a first round would otherwise cost
+        30,000 requests (progress, DescribeProject, steps); with it, about 10,070.
+        """
+        state = target.state
+        if target.discovers:
+            return {}
+        new = [pid for pid in state.project_ids if pid not in state.prefetched]
+        if len(new) < PREFETCH_MIN_PROJECTS:
+            return {}
+        state.prefetched.update(new)
+        due_now = set(due)
+        return {pid: None for pid in new if pid in due_now}
+
+    async def _prefetch(
+        self,
+        target: Target,
+        waiting: dict[str, None],
+        queue: asyncio.Queue[str | None],
+        workers: int,
+    ) -> None:
+        """List ``waiting``'s projects, queueing each for its poll as its page arrives.
+
+        A failure costs nothing but the attempt: the projects not listed are queued all
+        the same, and described one by one, as without a listing.
+        """
+        state = target.state
+        state.listed_steps = {}
+        state.listed_round = self.rounds
+
+        def listed(page: dict[str, tuple[Step, ...] | None]) -> None:
+            for project_id, steps in page.items():
+                if steps is not None:
+                    state.listed_steps[project_id] = steps
+                if project_id in waiting:
+                    del waiting[project_id]
+                    queue.put_nowait(project_id)
+
+        try:
+            await target.client.prefetch(list(waiting), listed)
+        except Exception as exc:  # any failure: describe them one by one instead
+            log.info("could not list the projects of OMS %s, asking for each: %s",
+                     target.name, exc if isinstance(exc, OmsError) else _name(exc),
+                     extra={"oms": target.name})  # fmt: skip
+        finally:
+            for project_id in waiting:
+                queue.put_nowait(project_id)
+            waiting.clear()
+            for _ in range(workers):
+                queue.put_nowait(None)
 
     def _due(self, target: Target, project_id: str, now: float) -> bool:
         """Whether to poll a project this round: not while backing off, seldom if settled."""

@@ -100,6 +100,10 @@ class ReplayOms:
     without_actions: set[str] = field(default_factory=set)  # Actions this OMS does not know
     total_is_pages: bool = False  # ListProjects' totalCount counts pages, not records
     refuse_sort: bool = False  # ListProjects answers PARAM_ERROR to sortField
+    # Answer ListProjects pages after the first only once this many progress requests
+    # came (or after 10 s, noted in pages_held_too_long): polling overlaps the listing.
+    pages_wait_for_progress: int = 0
+    pages_held_too_long: bool = False
     seen: list[Seen] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -166,6 +170,8 @@ class ReplayOms:
         if action in self.without_actions:  # an older OMS: the documented PARAM_ERROR shape
             return await self._answer(Reply.fixture("v4_unknown_action.json"))
         if action == "ListProjects":
+            if self.pages_wait_for_progress and int(body.get("pageNumber", 1)) > 1:
+                await self._progress_requests(self.pages_wait_for_progress)
             if self.refuse_sort and "sortField" in body:
                 return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
             return await self._answer(self.list_answer or self._page(body))
@@ -182,6 +188,15 @@ class ReplayOms:
             return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
         reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
         return await self._answer(reply)
+
+    async def _progress_requests(self, count: int, timeout_seconds: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_seconds
+        while self.count(action="DescribeProjectProgress") < count:
+            if loop.time() > deadline:
+                self.pages_held_too_long = True
+                return
+            await asyncio.sleep(0.01)
 
     def _verification(self, project_id: str, body: dict[str, Any]) -> Reply | list[Reply]:
         scripted = self.verify.get(project_id)

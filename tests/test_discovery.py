@@ -271,6 +271,24 @@ async def test_many_configured_projects_are_described_by_listing_them(
     assert replay.count(action="ListProjects") == pages  # once, not every round
 
 
+async def test_projects_listed_are_polled_while_the_next_page_is_listed(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """The first page's projects are asked for before the second page is answered."""
+    replay.listed = listed(300)
+    for row in replay.listed:
+        replay.v4[str(row["id"])] = Reply.fixture("v4_progress.json")
+    replay.pages_wait_for_progress = 150
+    poller = configured_poller(make_client(), [f"np_{index:04d}" for index in range(300)])
+    await poller.poll_round()
+    assert not replay.pages_held_too_long
+    assert replay.count(action="ListProjects") == 2
+    assert replay.count(action="DescribeProject") == 0
+    assert replay.count(action="DescribeProjectSteps") == 0
+    assert all(state.up for state in poller.store)
+    assert len(list(poller.store)) == 300
+
+
 async def test_few_configured_projects_are_described_one_by_one(
     replay: ReplayOms, make_client: MakeClient
 ):

@@ -229,33 +229,44 @@ class OmsClient:
                 self._observe_steps(project.steps, project.dropped_steps)
         return projects
 
-    async def prefetch(self, project_ids: list[str]) -> dict[str, tuple[Step, ...]]:
+    async def prefetch(
+        self,
+        project_ids: list[str],
+        on_listed: Callable[[dict[str, tuple[Step, ...] | None]], None],
+    ) -> None:
         """Learn many configured projects' details (and steps) from ListProjects pages.
 
         150 projects a page instead of a DescribeProject and a DescribeProjectSteps each.
+        ``on_listed`` is given each page's projects (ID -> listed steps) once their details
+        are known here, so their progress can be asked while the next page is listed.
         Their alarm state is not kept: it would go stale, as the listing is not repeated.
-        Returns the listed steps by project; raises like list_projects.
+        Raises like list_projects; on 3.3 (no ListProjects) lists nothing.
         """
         if self._server == "v3" or self._choice in ("v3-migration", "v3-sync"):
-            return {}
-        wanted = frozenset(project_ids)
+            return
+
+        def page(listed: list[ListedProject]) -> None:
+            self._learn("v4")
+            self.remember([replace(project.details, alarming=None) for project in listed])
+            for project in listed:
+                if project.steps is not None:
+                    self._observe_steps(project.steps, project.dropped_steps)
+            on_listed({project.details.project_id: project.steps for project in listed})
+
         try:
-            listed = await discovery.list_projects(
-                self._transport, DiscoveryFilter(), self._paging, wanted=wanted
+            await discovery.list_projects(
+                self._transport,
+                DiscoveryFilter(),
+                self._paging,
+                wanted=frozenset(project_ids),
+                on_page=page,
             )
         except OmsHttpError as error:
             if self._server is None and error.status in _WRONG_API_STATUSES:
                 self._learn("v3")
-                return {}
+                return
             raise
         self._learn("v4")
-        self.remember([replace(project.details, alarming=None) for project in listed])
-        steps: dict[str, tuple[Step, ...]] = {}
-        for project in listed:
-            if project.steps is not None:
-                self._observe_steps(project.steps, project.dropped_steps)
-                steps[project.details.project_id] = project.steps
-        return steps
 
     async def _fetch_v3(self, project_id: str) -> ProjectProgress:
         if self._choice in ("v3-migration", "v3-sync"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,12 +71,15 @@ async def list_projects(
     paging: Paging | None = None,
     *,
     wanted: frozenset[str] | None = None,
+    on_page: Callable[[list[ListedProject]], None] | None = None,
 ) -> list[ListedProject]:
     """Page through ListProjects until a page shorter than asked (or empty) arrives.
 
     ``totalCount`` is not trusted (pages in one document, records in another). A page
     refused as too large is asked again smaller; ``paging`` remembers what fitted. With
-    ``wanted``, only those projects are kept, and paging stops once all are found.
+    ``wanted``, only those projects are kept, and paging stops once all are found;
+    ``on_page`` is given each page's new wanted projects as it arrives, so that polling
+    them need not wait for the last page.
     """
     paging = paging if paging is not None else Paging()
     base: dict[str, Any] = {"type": settings.types[0]} if len(settings.types) == 1 else {}
@@ -111,11 +115,13 @@ async def list_projects(
             continue
         probing_sort = False
         largest = max(largest, len(body))
-        new = 0
+        new: list[ListedProject] = []
         for project in projects:
             if project.details.project_id not in found:
                 found[project.details.project_id] = project
-                new += 1
+                new.append(project)
+        if on_page is not None and wanted is not None:
+            on_page([project for project in new if project.details.project_id in wanted])
         offset += size
         if items < size:
             break
