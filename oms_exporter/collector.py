@@ -40,6 +40,7 @@ from oms_exporter.readiness import (
     BLOCKERS,
     DEFAULT_MAX_LAG_SECONDS,
     applies,
+    checkpoints_read,
     clock_blocked,
     forward_checkpoint,
     settled_checks,
@@ -65,20 +66,33 @@ _ALL_BUT_CHECKPOINTS = attrgetter(
 )
 
 
-def _changed_families(old: _Project | None, state: ProjectState) -> frozenset[int]:
+def _progress_change(old: _Project | None, state: ProjectState) -> str:
+    """How the progress differs from what was rendered: "same", "checkpoints" or "more".
+
+    "checkpoints" is steady incremental sync: the checkpoint moved and nothing else.
+    """
+    if old is None:
+        return "more"
+    if old.progress is state.progress or old.progress == state.progress:
+        return "same"
+    if (
+        old.progress is not None
+        and state.progress is not None
+        and _ALL_BUT_CHECKPOINTS(old.progress) == _ALL_BUT_CHECKPOINTS(state.progress)
+    ):
+        return "checkpoints"
+    return "more"
+
+
+def _changed_families(old: _Project | None, state: ProjectState, change: str) -> frozenset[int]:
     """Which families a change can have touched: usually one or two, not all."""
     if old is None:
         return _ALL
     changed: set[int] = set()
-    if old.progress != state.progress:
-        if (
-            old.progress is not None
-            and state.progress is not None
-            and _ALL_BUT_CHECKPOINTS(old.progress) == _ALL_BUT_CHECKPOINTS(state.progress)
-        ):
-            changed.add(_CHECKPOINTS)  # steady incremental sync: only the checkpoint moved
-        else:
-            changed |= _FROM_PROGRESS
+    if change == "checkpoints":
+        changed.add(_CHECKPOINTS)
+    elif change == "more":
+        changed |= _FROM_PROGRESS
     if old.up != state.up:
         changed.add(_UP)
     if old.last_success_seconds != state.last_success_seconds:
@@ -92,6 +106,7 @@ def _changed_families(old: _Project | None, state: ProjectState) -> frozenset[in
 class _Project:
     """What was last rendered for one project."""
 
+    labels: str  # its base labels: they never change
     progress: ProjectProgress | None
     # (the lag line up to its value, checkpoint seconds) per numeric checkpoint
     lags: tuple[tuple[str, float], ...]
@@ -130,9 +145,22 @@ class _Cutover:
         return self.ready_line, self.blocked_lines
 
 
-def _cutover(progress: ProjectProgress | None, labels: str) -> _Cutover | None:
+def _cutover(
+    old: _Project | None, change: str, progress: ProjectProgress | None, labels: str
+) -> _Cutover | None:
+    if old is not None and change == "same":
+        return old.cutover
     if progress is None or not applies(progress):
         return None
+    kept = old.cutover if old is not None and change == "checkpoints" else None
+    if (
+        kept is not None
+        and old is not None
+        and old.progress is not None
+        and checkpoints_read(old.progress) == checkpoints_read(progress)
+    ):  # steady incremental sync: the settled checks stand, their lines are kept
+        kept.checkpoint_seconds = forward_checkpoint(progress)
+        return kept
     return _Cutover(
         settled_blocked=frozenset(c.blocker for c in settled_checks(progress) if c.blocked),
         checkpoint_seconds=forward_checkpoint(progress),
@@ -218,22 +246,22 @@ class ProjectCollector:
         else:
             self._down.add(key)
         old = self._projects.get(key)
-        labels = base_labels(state)
-        changed = _changed_families(old, state)
-        for index in changed:
+        labels = old.labels if old is not None else base_labels(state)
+        change = _progress_change(old, state)
+        for index in _changed_families(old, state, change):
             if not self._allowed[index]:  # denied: never rendered, costs nothing
                 continue
             chunk = render_family(PROJECT_FAMILIES[index], state, labels).encode()
             if old is None or chunk != self._lines[index].get(key, b""):
                 self._set_line(index, key, chunk)
-        same = old is not None and old.progress == state.progress
         self._projects[key] = _Project(
+            labels=labels,
             progress=state.progress,
-            lags=old.lags if old is not None and same else _lags(state, labels),
+            lags=old.lags if old is not None and change == "same" else _lags(state, labels),
             last_success_seconds=state.last_success_seconds,
             up=state.up,
             errors=sum(state.errors.values()),
-            cutover=old.cutover if old is not None and same else _cutover(state.progress, labels),
+            cutover=_cutover(old, change, state.progress, labels),
         )
 
     def _set_line(self, index: int, key: Key, chunk: bytes) -> None:

@@ -181,6 +181,15 @@ def settled_checks(progress: ProjectProgress) -> tuple[Check, ...]:
     )
 
 
+def checkpoints_read(progress: ProjectProgress) -> tuple[tuple[str, bool], ...]:
+    """All that settled_checks reads of the checkpoints: which directions report one.
+
+    Where two answers differ only in their checkpoints and this is equal, the settled
+    checks are equal too: steady incremental sync need not decide them again each poll.
+    """
+    return tuple((point.direction, bool(point.seconds)) for point in progress.checkpoints)
+
+
 def forward_checkpoint(progress: ProjectProgress) -> float | None:
     for point in progress.checkpoints:
         if point.direction == "forward" and point.seconds is not None:

@@ -422,3 +422,29 @@ def test_readiness_lines_follow_the_clock_of_each_scrape(
     caught_up = replace(steady, checkpoints=(Checkpoint("forward", NOW + 198, ""),))
     store.record_success("oms-a:8089", "np_1", caught_up, now=NOW + 199)
     assert (ready(), sum(blocked().values())) == (1.0, 0.0)
+
+
+def test_a_checkpoint_appearing_decides_the_settled_checks_again(
+    store: Store, collector: ProjectCollector
+):
+    """Only the checkpoint differs, but without steps it says whether incremental sync runs."""
+    features = {"struct": True, "full": True, "incr": True}
+    waiting = progress(
+        current_step="INCR_TRANSFER",
+        features=features,
+        full_progress_ratio=1.0,
+        checkpoints=(Checkpoint("forward", None, ""),),
+    )
+
+    def blocked() -> set[str]:
+        return {
+            line.split('blocker="')[1].split('"')[0]
+            for line in samples(collector.render().decode())
+            if line.startswith("oms_project_cutover_blocked{") and line.endswith(" 1.0")
+        }
+
+    store.record_success("oms-a:8089", "np_1", waiting, now=NOW)
+    assert blocked() == {"incr_not_running", "lag"}
+    running = replace(waiting, checkpoints=(Checkpoint("forward", NOW - 3, str(int(NOW - 3))),))
+    store.record_success("oms-a:8089", "np_1", running, now=NOW)
+    assert blocked() == set()
