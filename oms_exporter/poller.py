@@ -19,11 +19,11 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import Kind, ProjectProgress, Reason, Step
+from oms_exporter.model import FullVerification, Kind, ProjectProgress, Reason, Step
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -489,8 +489,9 @@ class Poller:
             target.state.progress_round[project_id] = self.rounds
             before = self.store.get(target.name, project_id)
             if target.config.step_details:
-                progress = await self._with_steps(target, progress, before)
-                progress = await self._with_verification(target, progress, before)
+                steps = await self._steps(target, progress, before)
+                verification = await self._verification(target, progress, steps, before)
+                progress = progress.completed(steps, verification)
             was_down = before is not None and before.last_error_reason is not None
             state = self.store.record_success(target.name, project_id, progress, now=self._clock())
             if state is not None and was_down:
@@ -501,10 +502,10 @@ class Poller:
                 )
             return
 
-    async def _with_steps(
+    async def _steps(
         self, target: Target, progress: ProjectProgress, before: ProjectState | None
-    ) -> ProjectProgress:
-        """Add per-step details, asking OMS only when they can have changed.
+    ) -> tuple[Step, ...] | None:
+        """Per-step details for this answer, asking OMS only when they can have changed.
 
         Asked while a step runs or when the progress answer moved; in steady incremental
         sync (the checkpoint is in the progress answer already) every N rounds; for a
@@ -513,12 +514,12 @@ class Poller:
         listed = target.state.listed_steps.pop(progress.project_id, None)
         if listed is not None and target.state.listed_round == self.rounds:
             target.state.steps_round[progress.project_id] = self.rounds
-            return replace(progress, steps=listed)
+            return listed
         known_progress = before.progress if before is not None else None
         known = known_progress.steps if known_progress is not None else None
         if known is not None and known_progress is not None:
             if progress.status in _SETTLED:
-                return replace(progress, steps=known)
+                return known
             last = target.state.steps_round.get(progress.project_id)
             steady = (
                 not _moved(known_progress, progress)
@@ -527,25 +528,28 @@ class Poller:
                 and self.rounds - last < self.steady_steps_every_rounds
             )
             if steady:
-                return replace(progress, steps=known)
+                return known
         if not self._may_ask(target, _STEPS_ACTION):
-            return progress if known is None else replace(progress, steps=known)
+            return known
         try:
             steps = await target.client.fetch_steps(progress.project_id)
         except OmsError as error:
             log.debug("no step details for %s: %s", progress.project_id, error)
             if _action_refused(error):
                 self._refuse_action(target, _STEPS_ACTION, error)
-            steps = known
-        else:
-            target.state.steps_round[progress.project_id] = self.rounds
-            self._allow_action(target, _STEPS_ACTION)
-        return progress if steps is None else replace(progress, steps=steps)
+            return known
+        target.state.steps_round[progress.project_id] = self.rounds
+        self._allow_action(target, _STEPS_ACTION)
+        return steps
 
-    async def _with_verification(
-        self, target: Target, progress: ProjectProgress, before: ProjectState | None
-    ) -> ProjectProgress:
-        """Add the full verification's result, asking OMS only while it can change.
+    async def _verification(
+        self,
+        target: Target,
+        progress: ProjectProgress,
+        steps: tuple[Step, ...] | None,
+        before: ProjectState | None,
+    ) -> FullVerification | None:
+        """The full verification's result, asking OMS only while it can change.
 
         Asked while FULL_VERIFIER has started and not settled, and once more when it
         settles; otherwise the last result is kept. Nothing that goes wrong here marks the
@@ -555,20 +559,19 @@ class Poller:
         project_id = progress.project_id
         known_progress = before.progress if before is not None else None
         known = known_progress.verification if known_progress is not None else None
-        kept = progress if known is None else replace(progress, verification=known)
-        if progress.steps is None:  # no step details (yet): nothing says what changed
-            return kept
-        step = verifier(progress.steps)
+        if steps is None:  # no step details (yet): nothing says what changed
+            return known
+        step = verifier(steps)
         if step is None or step.status == "INIT":  # nothing verified: no result to ask for
             state.verification_final.discard(project_id)
-            return progress if step is None else kept
+            return None if step is None else known
         settled = verification_settled(step)
         if not settled:
             state.verification_final.discard(project_id)
         elif project_id in state.verification_final:
-            return kept
+            return known
         if not self._may_ask(target, _VERIFY_ACTION):
-            return kept
+            return known
         try:
             result = await target.client.fetch_verification(project_id)
         except Exception as exc:  # whatever it is, the project stays up with the last result
@@ -576,13 +579,13 @@ class Poller:
                       exc_info=_debug_traceback(exc))  # fmt: skip
             if isinstance(exc, OmsError) and _action_refused(exc):
                 self._refuse_action(target, _VERIFY_ACTION, exc)
-            return kept
+            return known
         self._allow_action(target, _VERIFY_ACTION)
         if result is None:
-            return kept
+            return known
         if settled:
             state.verification_final.add(project_id)
-        return replace(progress, verification=result)
+        return result
 
     def _may_ask(self, target: Target, action: str) -> bool:
         """An Action this OMS refused is asked again only every few rounds."""

@@ -178,7 +178,7 @@ def decode_json(body: bytes, *, slim: bool = False) -> Any:
     ``slim`` drops the bulky parts of the project objects in ``data`` (mapping, configs,
     connection infos), for ListProjects and DescribeProject.
     """
-    if not body.strip():
+    if not body or body.isspace():  # no copy of the body to tell
         raise OmsDecodeError("empty answer")
     if too_deep(body):
         raise OmsDecodeError(f"answer nests deeper than {MAX_DEPTH} levels")
