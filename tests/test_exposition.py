@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import shutil
 import subprocess
 from dataclasses import replace
@@ -14,7 +15,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from oms_exporter.collector import ProjectCollector
+from oms_exporter.collector import BLOCK_PROJECTS, ProjectCollector
 from oms_exporter.families import (
     LAG_FAMILY_NAME,
     LAG_HELP,
@@ -448,3 +449,50 @@ def test_a_checkpoint_appearing_decides_the_settled_checks_again(
     running = replace(waiting, checkpoints=(Checkpoint("forward", NOW - 3, str(int(NOW - 3))),))
     store.record_success("oms-a:8089", "np_1", running, now=NOW)
     assert blocked() == set()
+
+
+def family_samples(text: str) -> list[tuple[str, frozenset[str]]]:
+    """The body's families in order, each with its samples (the order of projects aside)."""
+    families: list[tuple[str, set[str]]] = []
+    for line in text.splitlines():
+        if line.startswith("# HELP "):
+            families.append((line.split()[2], set()))
+        elif line and not line.startswith("#"):
+            families[-1][1].add(line)
+    return [(name, frozenset(lines)) for name, lines in families]
+
+
+def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock):
+    """Blocks of many projects, changed, failed, gone stale, removed and added, in any
+    order: the body is always what a collector rendering everything afresh would send."""
+    rng = random.Random(15)
+    store = Store()
+    ids = [f"np_{index:04d}" for index in range(10 * BLOCK_PROJECTS + 7)]
+    store.set_projects("oms-a:8089", ids)
+    kept = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
+    for project_id in ids:  # every block full and kept before anything changes
+        store.record_success("oms-a:8089", project_id, progress(project_id), now=NOW)
+    kept.render()
+    for step in range(200):
+        clock.now = NOW + step
+        project_id = rng.choice(ids)
+        roll = rng.random()
+        if step == 100:  # a reload drops most projects: the blocks close up
+            ids = ids[::3]
+            store.set_projects("oms-a:8089", ids)
+        elif roll < 0.6:
+            point = Checkpoint("forward", NOW - rng.randrange(100), "")
+            done = rng.choice([0.37, 1.0])
+            answer = progress(project_id, checkpoints=(point,), full_progress_ratio=done)
+            store.record_success("oms-a:8089", project_id, answer, now=clock.now)
+        elif roll < 0.85:
+            store.record_failure("oms-a:8089", project_id, Reason.TIMEOUT, "no answer")
+        else:  # a reload drops a project and brings another
+            ids = sorted(set(ids) ^ {rng.choice(ids), f"np_new_{step:04d}"})
+            store.set_projects("oms-a:8089", ids)
+        if step % 10 == 9:
+            clock.now += 100  # some failing projects are stale now
+            fresh = ProjectCollector(
+                store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock
+            )
+            assert family_samples(kept.render().decode()) == family_samples(fresh.render().decode())
