@@ -18,7 +18,7 @@ from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
-from typing import Final
+from typing import Final, Literal
 
 from oms_exporter.families import (
     BLOCKED_FAMILY_NAME,
@@ -92,7 +92,11 @@ _ALL_BUT_CHECKPOINTS = attrgetter(
 )
 
 
-def _progress_change(old: _Project | None, state: ProjectState) -> str:
+# How a project's progress differs from what was rendered (see _progress_change).
+_Change = Literal["same", "checkpoints", "more"]
+
+
+def _progress_change(old: _Project | None, state: ProjectState) -> _Change:
     """How the progress differs from what was rendered: "same", "checkpoints" or "more".
 
     "checkpoints" is steady incremental sync: the checkpoint moved and nothing else.
@@ -110,7 +114,7 @@ def _progress_change(old: _Project | None, state: ProjectState) -> str:
     return "more"
 
 
-def _changed_families(old: _Project | None, state: ProjectState, change: str) -> frozenset[int]:
+def _changed_families(old: _Project | None, state: ProjectState, change: _Change) -> frozenset[int]:
     """Which families a change can have touched: usually one or two, not all."""
     if old is None:
         return _ALL
@@ -173,21 +177,21 @@ class _Cutover:
 
 
 def _cutover(
-    old: _Project | None, change: str, progress: ProjectProgress | None, labels: str
+    old: _Project | None, change: _Change, progress: ProjectProgress | None, labels: str
 ) -> _Cutover | None:
     if old is not None and change == "same":
         return old.cutover
     if progress is None or not applies(progress):
         return None
-    kept = old.cutover if old is not None and change == "checkpoints" else None
-    if (
-        kept is not None
-        and old is not None
-        and old.progress is not None
-        and checkpoints_read(old.progress) == checkpoints_read(progress)
-    ):  # steady incremental sync: the settled checks stand, their lines are kept
-        kept.checkpoint_seconds = forward_checkpoint(progress)
-        return kept
+    if old is not None and change == "checkpoints":
+        kept = old.cutover
+        if (
+            kept is not None
+            and old.progress is not None
+            and checkpoints_read(old.progress) == checkpoints_read(progress)
+        ):  # steady incremental sync: the settled checks stand, their lines are kept
+            kept.checkpoint_seconds = forward_checkpoint(progress)
+            return kept
     return _Cutover(
         settled_blocked=frozenset(c.blocker for c in settled_checks(progress) if c.blocked),
         checkpoint_seconds=forward_checkpoint(progress),
@@ -317,13 +321,12 @@ class ProjectCollector:
         if holes > BLOCK_PROJECTS and holes > len(self._order) // 4:  # many removed: close up
             self._place_again([key for key in self._order if key is not None])
 
-    def _place_again(self, order: list[Key | None]) -> None:
+    def _place_again(self, order: list[Key]) -> None:
         self._order = []
         self._slot = {}
         self._blocks = [[] for _ in PROJECT_FAMILIES]
         for key in order:
-            if key is not None:
-                self._place(key)
+            self._place(key)
 
     def _stale(self, now: float) -> frozenset[Key]:
         """Failing projects whose last success is older than the stale window."""
@@ -482,10 +485,9 @@ def pieces(
         if isinstance(part, bytes):
             pending.append(part)
             size += len(part)
-            if size < piece_bytes:
-                continue
-            yield b"".join(pending)
-            pending, size = [], 0
+            if size >= piece_bytes:
+                yield b"".join(pending)
+                pending, size = [], 0
             continue
         if pending:
             yield b"".join(pending)

@@ -266,7 +266,6 @@ class OmsClient:
                 self._learn("v3")
                 return
             raise
-        self._learn("v4")
 
     async def _fetch_v3(self, project_id: str) -> ProjectProgress:
         if self._choice in ("v3-migration", "v3-sync"):

@@ -78,7 +78,7 @@ async def list_projects(
     ``totalCount`` is not trusted (pages in one document, records in another). A page
     refused as too large is asked again smaller; ``paging`` remembers what fitted. With
     ``wanted``, only those projects are kept, and paging stops once all are found;
-    ``on_page`` is given each page's new wanted projects as it arrives, so that polling
+    ``on_page`` is given each page's new (wanted) projects as it arrives, so that polling
     them need not wait for the last page.
     """
     paging = paging if paging is not None else Paging()
@@ -120,8 +120,8 @@ async def list_projects(
             if project.details.project_id not in found:
                 found[project.details.project_id] = project
                 new.append(project)
-        if on_page is not None and wanted is not None:
-            on_page([project for project in new if project.details.project_id in wanted])
+        if on_page is not None:
+            on_page([p for p in new if wanted is None or p.details.project_id in wanted])
         offset += size
         if items < size:
             break
