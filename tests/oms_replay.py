@@ -104,6 +104,7 @@ class ReplayOms:
     # came (or after 10 s, noted in pages_held_too_long): polling overlaps the listing.
     pages_wait_for_progress: int = 0
     pages_held_too_long: bool = False
+    _progress_came: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     seen: list[Seen] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -151,6 +152,12 @@ class ReplayOms:
                 body,
             )
         )
+        if (
+            self.pages_wait_for_progress
+            and action == "DescribeProjectProgress"
+            and self.count(action=action) >= self.pages_wait_for_progress
+        ):
+            self._progress_came.set()
 
     async def _v4(self, request: web.Request) -> web.Response:
         action = request.query.get("Action")
@@ -171,7 +178,7 @@ class ReplayOms:
             return await self._answer(Reply.fixture("v4_unknown_action.json"))
         if action == "ListProjects":
             if self.pages_wait_for_progress and int(body.get("pageNumber", 1)) > 1:
-                await self._progress_requests(self.pages_wait_for_progress)
+                await self._progress_requests()
             if self.refuse_sort and "sortField" in body:
                 return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
             return await self._answer(self.list_answer or self._page(body))
@@ -189,14 +196,12 @@ class ReplayOms:
         reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
         return await self._answer(reply)
 
-    async def _progress_requests(self, count: int, timeout_seconds: float = 10.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout_seconds
-        while self.count(action="DescribeProjectProgress") < count:
-            if loop.time() > deadline:
-                self.pages_held_too_long = True
-                return
-            await asyncio.sleep(0.01)
+    async def _progress_requests(self, timeout_seconds: float = 10.0) -> None:
+        """Wait until pages_wait_for_progress progress requests came (set in _record)."""
+        try:
+            await asyncio.wait_for(self._progress_came.wait(), timeout_seconds)
+        except TimeoutError:
+            self.pages_held_too_long = True
 
     def _verification(self, project_id: str, body: dict[str, Any]) -> Reply | list[Reply]:
         scripted = self.verify.get(project_id)
