@@ -47,16 +47,14 @@ async def discover(url: str, runs: int, max_response_bytes: int) -> dict[str, An
     from oms_exporter.oms.transport import Transport, make_session
 
     session = make_session(
-        username=USERNAME, password=PASSWORD, timeout_seconds=120.0, max_concurrency=8
+        base_url=url, username=USERNAME, password=PASSWORD, timeout_seconds=120.0
     )
     sizes: list[int] = []
-    transport = Transport(
-        session=session, base_url=url, max_concurrency=8, max_response_bytes=max_response_bytes
-    )
+    transport = Transport(session=session, max_concurrency=8, max_response_bytes=max_response_bytes)
     original = transport.request
 
     async def counting(method: str, path: str, **kwargs: Any) -> Any:
-        sizes.append(int(kwargs.get("json_body", {}).get("pageSize", 0)))
+        sizes.append(int(json.loads(kwargs.get("body") or b"{}").get("pageSize", 0)))
         return await original(method, path, **kwargs)
 
     transport.request = counting  # type: ignore[method-assign]

@@ -364,17 +364,16 @@ async def run(
 ) -> int:
     """Check (and with --wait, check again) and print; the session is always closed."""
     session = make_session(
+        base_url=target.url,
         username=target.username,
         password=target.password,
         timeout_seconds=config.request_timeout_seconds,
-        max_concurrency=config.max_concurrency,
         ssl_context=target.ssl_context,
     )
     try:
         client = OmsClient(
             transport=Transport(
                 session=session,
-                base_url=target.url,
                 max_concurrency=config.max_concurrency,
                 max_response_bytes=config.max_response_bytes,
             ),

@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
-import aiohttp
 from aiohttp import web
 
 from oms_exporter import __version__
@@ -27,6 +26,7 @@ from oms_exporter.collector import ProjectCollector
 from oms_exporter.config import ExporterConfig, TargetConfig
 from oms_exporter.logsetup import setup_logging
 from oms_exporter.oms.client import OmsClient
+from oms_exporter.oms.httpclient import HttpClient
 from oms_exporter.oms.transport import Transport, make_session
 from oms_exporter.poller import Poller
 from oms_exporter.selfmetrics import SelfMetrics
@@ -53,7 +53,7 @@ class StartupError(Exception):
 class _Connection:
     """One OMS target's session and client, and what they were built from."""
 
-    session: aiohttp.ClientSession
+    session: HttpClient
     client: OmsClient
     key: tuple[object, ...]
 
@@ -247,15 +247,14 @@ class Exporter:
         if old is not None and old.key == key:
             return old
         session = make_session(
+            base_url=target.url,
             username=target.username,
             password=target.password,
             timeout_seconds=config.request_timeout_seconds,
-            max_concurrency=config.max_concurrency,
             ssl_context=target.ssl_context,
         )
         transport = Transport(
             session=session,
-            base_url=target.url,
             max_concurrency=config.max_concurrency,
             max_response_bytes=config.max_response_bytes,
             observer=self.metrics.request_observer(target.name),
@@ -268,7 +267,7 @@ class Exporter:
         )
         return _Connection(session=session, client=client, key=key)
 
-    def _retire(self, session: aiohttp.ClientSession) -> None:
+    def _retire(self, session: HttpClient) -> None:
         """Close a replaced session once the round that may still use it has ended."""
 
         async def close_when_unused() -> None:

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import aiohttp
 import pytest
 from pytest_aiohttp import AiohttpServer
 
@@ -16,6 +15,7 @@ from oms_exporter.config import TargetConfig
 from oms_exporter.model import Reason
 from oms_exporter.oms.client import ApiChoice, OmsClient
 from oms_exporter.oms.discovery import DiscoveryFilter
+from oms_exporter.oms.httpclient import HttpClient
 from oms_exporter.oms.transport import Transport, make_session
 from tests.oms_replay import ReplayOms
 
@@ -49,7 +49,7 @@ def target_config(
 @dataclass
 class ClientUnderTest:
     client: OmsClient
-    session: aiohttp.ClientSession
+    session: HttpClient
     observed: list[tuple[float, Reason | None]]
 
 
@@ -68,7 +68,7 @@ async def replay_url(replay: ReplayOms, aiohttp_server: AiohttpServer) -> str:
 async def make_client(
     replay_url: str,
 ) -> AsyncIterator[Callable[..., ClientUnderTest]]:
-    sessions: list[aiohttp.ClientSession] = []
+    sessions: list[HttpClient] = []
 
     def build(
         api: ApiChoice = "auto",
@@ -79,16 +79,15 @@ async def make_client(
         password: str = PASSWORD,
     ) -> ClientUnderTest:
         session = make_session(
+            base_url=replay_url,
             username=USERNAME,
             password=password,
             timeout_seconds=timeout_seconds,
-            max_concurrency=max_concurrency,
         )
         sessions.append(session)
         observed: list[tuple[float, Reason | None]] = []
         transport = Transport(
             session=session,
-            base_url=replay_url,
             max_concurrency=max_concurrency,
             max_response_bytes=max_response_bytes,
             observer=lambda seconds, reason: observed.append((seconds, reason)),

@@ -253,12 +253,13 @@ async def test_hanging_request_times_out(replay: ReplayOms, make_client: MakeCli
 
 async def test_connection_refused_is_a_connection_error(make_client: MakeClient):
     from oms_exporter.oms.client import OmsClient
-    from oms_exporter.oms.transport import Transport
+    from oms_exporter.oms.transport import Transport, make_session
 
-    cut = make_client("v4")
+    session = make_session(
+        base_url="http://127.0.0.1:9", username="u", password="p", timeout_seconds=10.0
+    )
     transport = Transport(
-        session=cut.session,
-        base_url="http://127.0.0.1:9",
+        session=session,
         max_concurrency=1,
         max_response_bytes=1024,
     )

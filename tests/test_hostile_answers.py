@@ -73,12 +73,11 @@ async def client_for(replay_url: str) -> AsyncIterator[MakeClient]:
         base_url: str = replay_url,
     ) -> OmsClient:
         session = make_session(
-            username=USERNAME, password=PASSWORD, timeout_seconds=10.0, max_concurrency=4
+            base_url=base_url, username=USERNAME, password=PASSWORD, timeout_seconds=10.0
         )
         sessions.append(session)
         transport = Transport(
             session=session,
-            base_url=base_url,
             max_concurrency=4,
             max_response_bytes=max_response_bytes,
         )

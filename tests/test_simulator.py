@@ -31,6 +31,7 @@ from oms_exporter.oms.errors import (
     OmsHttpError,
     OmsProjectNotFound,
 )
+from oms_exporter.oms.httpclient import HttpClient
 from oms_exporter.oms.transport import Transport, make_session
 from oms_exporter.readiness import assess
 from oms_exporter.simulator import SimulatorConfig, create_app, scenario
@@ -725,16 +726,14 @@ async def live_sim() -> AsyncIterator[str]:
 @pytest.fixture
 async def real_client(live_sim: str) -> AsyncIterator[Callable[..., OmsClient]]:
     """Build real OMS clients (1 MiB answer cap) against the live simulator."""
-    sessions: list[aiohttp.ClientSession] = []
+    sessions: list[HttpClient] = []
 
     def build(observer: ClientObserver | None = None) -> OmsClient:
         session = make_session(
-            username="admin", password="oms-demo", timeout_seconds=10.0, max_concurrency=4
+            base_url=live_sim, username="admin", password="oms-demo", timeout_seconds=10.0
         )
         sessions.append(session)
-        transport = Transport(
-            session=session, base_url=live_sim, max_concurrency=4, max_response_bytes=1024 * 1024
-        )
+        transport = Transport(session=session, max_concurrency=4, max_response_bytes=1024 * 1024)
         return OmsClient(transport=transport, api="v4", oms_name="sim", observer=observer)
 
     yield build
@@ -749,12 +748,10 @@ async def simulated_client(
     """A real simulator of this configuration and a real client (1 MiB cap) against it."""
     runner, url = await start_simulator(config)
     session = make_session(
-        username="admin", password="oms-demo", timeout_seconds=timeout_seconds, max_concurrency=4
+        base_url=url, username="admin", password="oms-demo", timeout_seconds=timeout_seconds
     )
     try:
-        transport = Transport(
-            session=session, base_url=url, max_concurrency=4, max_response_bytes=1024 * 1024
-        )
+        transport = Transport(session=session, max_concurrency=4, max_response_bytes=1024 * 1024)
         yield OmsClient(transport=transport, api=api, oms_name="sim"), runner
     finally:
         await session.close()

@@ -8,23 +8,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
 from yarl import URL
 
 from oms_exporter.model import Reason
 from oms_exporter.oms.envelope import classify_http_status
-from oms_exporter.oms.errors import (
-    OmsAnswerTooLarge,
-    OmsConnectionError,
-    OmsDecodeError,
-    OmsError,
-    OmsHttpError,
-    OmsTimeout,
-)
-
-_CHUNK_BYTES = 64 * 1024
+from oms_exporter.oms.errors import OmsError, OmsHttpError, OmsTimeout
+from oms_exporter.oms.httpclient import HttpClient, Response
 
 # Called once per request with its duration and, if it failed, why.
 RequestObserver = Callable[[float, Reason | None], None]
@@ -51,25 +41,19 @@ def make_ssl_context(*, cadata: str | None, insecure_skip_verify: bool) -> ssl.S
 
 def make_session(
     *,
+    base_url: str,
     username: str | None,
     password: str | None,
     timeout_seconds: float,
-    max_concurrency: int,
     ssl_context: ssl.SSLContext | None = None,
-) -> aiohttp.ClientSession:
-    """Create the one session an OMS target uses for its whole life."""
+) -> HttpClient:
+    """Create the one client an OMS target uses for its whole life."""
     headers = {"Accept": "application/json"}
     if username:
         token = base64.b64encode(f"{username}:{password or ''}".encode()).decode("ascii")
         headers["Authorization"] = f"Basic {token}"
-    connector = aiohttp.TCPConnector(
-        limit=max_concurrency, ssl=ssl_context if ssl_context is not None else True
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout_seconds),
-        headers=headers,
-        raise_for_status=False,
+    return HttpClient(
+        base_url, headers=headers, timeout_seconds=timeout_seconds, ssl_context=ssl_context
     )
 
 
@@ -79,14 +63,12 @@ class Transport:
     def __init__(
         self,
         *,
-        session: aiohttp.ClientSession,
-        base_url: str,
+        session: HttpClient,
         max_concurrency: int,
         max_response_bytes: int,
         observer: RequestObserver = _ignore,
     ) -> None:
         self._session = session
-        self._base_url = base_url.rstrip("/")
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_response_bytes = max_response_bytes
         self._observer = observer
@@ -101,10 +83,11 @@ class Transport:
         method: str,
         path: str,
         *,
-        json_body: Any = None,
+        body: bytes | None = None,
         max_response_bytes: int | None = None,
     ) -> Answer:
-        """Send one request; return any answer with a status below 400, raise otherwise.
+        """Send one request (``body``: JSON already encoded); return any answer with a
+        status below 400, raise otherwise.
 
         ``max_response_bytes`` replaces the configured cap for this request (project
         listings carry every table of every project).
@@ -114,7 +97,7 @@ class Transport:
             started = time.perf_counter()
             reason: Reason | None = None
             try:
-                answer = await self._exchange(method, path, json_body, limit)
+                answer = await self._exchange(method, path, body, limit)
                 if answer.status >= 400:
                     raise classify_http_status(answer.status, answer.body)
                 return answer
@@ -124,57 +107,32 @@ class Transport:
             finally:
                 self._observer(time.perf_counter() - started, reason)
 
-    async def _exchange(self, method: str, path: str, json_body: Any, limit: int) -> Answer:
-        url = self._base_url + path
+    async def _exchange(self, method: str, path: str, body: bytes | None, limit: int) -> Answer:
         try:
-            # A redirect is never followed: another host's answer is not this project's data.
-            async with self._session.request(
-                method, url, json=json_body, allow_redirects=False
-            ) as response:
-                if 300 <= response.status < 400:
-                    raise redirect_error(response)
-                body = await _read_capped(response, limit)
-                return Answer(status=response.status, body=body)
+            response = await self._session.request(method, path, body=body, limit=limit)
         except TimeoutError:
             raise OmsTimeout("no answer within the request timeout") from None
-        except aiohttp.ClientPayloadError:
-            raise OmsDecodeError("answer was cut off") from None
-        except (aiohttp.ClientError, OSError) as exc:
-            detail = " ".join(str(exc).split())[:160] or type(exc).__name__
-            raise OmsConnectionError(f"cannot reach OMS: {detail}") from None
+        # A redirect is never followed: another host's answer is not this project's data.
+        if 300 <= response.status < 400:
+            raise redirect_error(self._session.url_for(path), response)
+        return Answer(status=response.status, body=response.body)
 
 
-async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
-    """Read the decoded body in chunks, never holding more than the cap in memory."""
-    length = response.content_length  # on the wire: compressed, if gzip
-    if length is not None and length > limit:
-        raise OmsAnswerTooLarge(limit)
-    # Always streamed, even when announced: aiohttp inflates gzip as it reads, and
-    # 500 kB of gzip can inflate to 500 MB.
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.content.iter_chunked(_CHUNK_BYTES):
-        size += len(chunk)
-        if size > limit:
-            raise OmsAnswerTooLarge(limit)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def redirect_error(response: aiohttp.ClientResponse) -> OmsHttpError:
-    """Name where a redirect points, as scheme://host:port/path: no userinfo, no query."""
+def redirect_error(url: URL, response: Response) -> OmsHttpError:
+    """Name where a redirect of a request to ``url`` points, as scheme://host:port/path:
+    no userinfo, no query."""
     return OmsHttpError(
-        f"HTTP {response.status} redirect to {_safe_location(response)}, not followed",
+        f"HTTP {response.status} redirect to {_safe_location(url, response)}, not followed",
         status=response.status,
     )
 
 
-def _safe_location(response: aiohttp.ClientResponse) -> str:
-    location = response.headers.get("Location")
+def _safe_location(url: URL, response: Response) -> str:
+    location = response.location
     if not location:
         return "no Location"
     try:
-        target = response.url.join(URL(location))
+        target = url.join(URL(location))
         port = target.port
         where = f"{target.scheme}://{target.raw_host}:{port}{target.raw_path}"
     except (ValueError, TypeError):  # UnicodeError is a ValueError

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -82,7 +83,10 @@ async def call(
 ) -> bytes:
     """Call one read-only Action and return the raw answer body."""
     answer = await transport.request(
-        "POST", f"{PATH}?Action={action}", json_body=body, max_response_bytes=max_response_bytes
+        "POST",
+        f"{PATH}?Action={action}",
+        body=json.dumps(body).encode(),
+        max_response_bytes=max_response_bytes,
     )
     return answer.body
 
