@@ -6,6 +6,8 @@ import json
 import re
 from typing import Any, Final
 
+import orjson
+
 from oms_exporter.model import clean_text, scalar_text
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -31,6 +33,9 @@ _MAX_INT_CHARS: Final = 20
 _NOT_STRUCTURE: Final = bytes(sorted(set(range(256)) - set(b'"[]{}')))
 _QUOTED: Final = re.compile(rb'"[^"]*"')
 _OPENERS: Final = frozenset(b"[{")
+_PAIR: Final = re.compile(rb"\{\}|\[\]")
+# Below this size, counting brackets first spares most answers the scan; above, it rarely does.
+_SMALL: Final = 64 * 1024
 # What a project (ListProjects item, DescribeProject) carries beyond what the exporter
 # reads: every table of the mapping, the transfer configs, the steps, and the connection
 # infos of the source and sink (hosts, ports, database user names). Dropped as they are
@@ -116,7 +121,9 @@ def _brackets(body: bytes) -> bytes:
     have nothing between them outside a string: removing them drops an empty string or
     joins two strings. What quotes remain enclose strings holding brackets.
     """
-    text = body.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    if b"\\" in body:  # most answers escape nothing: two copies of a page saved
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    text = body.translate(None, _NOT_STRUCTURE)
     text = text.replace(b'""', b"")
     return _QUOTED.sub(b"", text) if b'"' in text else text
 
@@ -125,18 +132,26 @@ def too_deep(body: bytes, limit: int = MAX_DEPTH) -> bool:
     """Tell whether arrays and objects nest deeper than ``limit``, without parsing.
 
     In about one copy of the body: a ListProjects page is megabytes of table names, and
-    removing its strings with one regex substitution cost ten times the page.
+    removing its strings with one regex substitution cost ten times the page. Each pass
+    then removes every innermost pair at C speed, so the deepest nesting loses a level a
+    pass: a page of 30,000 objects nested 5 deep takes 5 passes, not 60,000 steps of a
+    Python loop. What is left once no pair is (brackets that do not pair, or the levels
+    beyond ``limit``) is counted the slow way: nothing, for an answer that is JSON.
     """
-    if body.count(b"[") + body.count(b"{") <= limit:  # the usual answer: no scan at all
-        return False
-    depth = 0
-    for byte in _brackets(body):
-        if byte in _OPENERS:
-            depth += 1
-            if depth > limit:
-                return True
-        else:
-            depth -= 1
+    if len(body) < _SMALL and body.count(b"[") + body.count(b"{") <= limit:
+        return False  # the usual answer: no scan at all
+    text = _brackets(body)
+    passes = 0
+    while passes < limit:
+        inner = _PAIR.sub(b"", text)  # one scan: only pairs innermost before it began
+        if len(inner) == len(text):
+            break
+        text, passes = inner, passes + 1
+    depth = passes
+    for byte in text:
+        depth += 1 if byte in _OPENERS else -1
+        if depth > limit:
+            return True
     return False
 
 
@@ -168,8 +183,17 @@ _DECODER: Final = json.JSONDecoder(parse_int=_bounded_int, parse_constant=_no_co
 
 
 def _loads(body: bytes) -> Any:
-    """Parse UTF-8 JSON already known to nest shallowly; ValueError on anything else."""
-    return _DECODER.decode(body.decode("utf-8-sig"))
+    """Parse UTF-8 JSON already known to nest shallowly; ValueError on anything else.
+
+    orjson first, at a third of json's cost (a 1 MB ListProjects page: 4 against 13 ms).
+    What it refuses json reads as before: NaN and Infinity (unknown), a BOM, escaped lone
+    surrogates, numbers beyond a double, so both read the same answers. An integer beyond
+    64 bits becomes a float in orjson, an int in json: beyond 2**63, either is unknown.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return _DECODER.decode(body.decode("utf-8-sig"))
 
 
 def decode_json(body: bytes, *, slim: bool = False) -> Any:

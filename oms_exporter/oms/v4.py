@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import heapq
-import json
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
+
+import orjson
 
 from oms_exporter.model import (
     CONSISTENT_RESULTS,
@@ -85,7 +86,7 @@ async def call(
     answer = await transport.request(
         "POST",
         f"{PATH}?Action={action}",
-        body=json.dumps(body).encode(),
+        body=orjson.dumps(body),
         max_response_bytes=max_response_bytes,
     )
     return answer.body
@@ -225,25 +226,61 @@ def parse_step_items(data: list[Any]) -> tuple[tuple[Step, ...], int]:
         if not isinstance(item, dict):
             continue
         item = camel_keys(item)
-        name = normalise_step(item.get("name"))
-        if name is None or name in steps:
+        step = _plain_step(item)
+        if step is None:
+            step = _step(item)
+        if step is None or step.name in steps:
             continue
         if len(steps) >= MAX_STEPS:
-            dropped.add(name)
+            dropped.add(step.name)
             continue
-        status = label_text(item.get("status")).upper()
-        info = item.get("stepInfo")
-        info = camel_keys(info) if isinstance(info, dict) else {}
-        steps[name] = _SHARED_STEPS(
-            Step(
-                name=name,
-                status=_STEP_STATUS.get(status, UNKNOWN),
-                progress_ratio=progress_ratio(item.get("progress")),
-                full_transfer=_full_transfer(info) if info and name in _FULL_STEPS else None,
-                checkpoint_sample=_checkpoint_sample(name, info) if info else None,
-            )
-        )
+        steps[step.name] = step
     return tuple(steps.values()), len(dropped)
+
+
+# A step without stepInfo is its name, status and progress alone: the same few across
+# projects (a FINISHED TRANSFER_PRECHECK at 100), so read once. The progress's type is
+# in the key: True and 1 are equal keys but not the same progress.
+_PlainKey = tuple[object, object, object, type]
+_PLAIN_STEPS: Final[dict[_PlainKey, Step | None]] = {}
+_PLAIN_STEPS_CAP: Final = 4096
+
+
+def _plain_step(item: dict[str, Any]) -> Step | None:
+    """The step of an item with no stepInfo, read once per distinct one; else None."""
+    if item.get("stepInfo"):
+        return None
+    progress = item.get("progress")
+    key = (item.get("name"), item.get("status"), progress, type(progress))
+    try:
+        step = _PLAIN_STEPS.get(key)
+    except TypeError:  # an object or a list where OMS sends a scalar: read it as it is
+        return None
+    if step is None:
+        step = _step(item)
+        if len(_PLAIN_STEPS) >= _PLAIN_STEPS_CAP:  # a hostile OMS varies them endlessly
+            _PLAIN_STEPS.clear()
+        _PLAIN_STEPS[key] = step
+    return step
+
+
+def _step(item: dict[str, Any]) -> Step | None:
+    """One step object as a Step; None when it has no name."""
+    name = normalise_step(item.get("name"))
+    if name is None:
+        return None
+    status = label_text(item.get("status")).upper()
+    info = item.get("stepInfo")
+    info = camel_keys(info) if isinstance(info, dict) else {}
+    return _SHARED_STEPS(
+        Step(
+            name=name,
+            status=_STEP_STATUS.get(status, UNKNOWN),
+            progress_ratio=progress_ratio(item.get("progress")),
+            full_transfer=_full_transfer(info) if info and name in _FULL_STEPS else None,
+            checkpoint_sample=_checkpoint_sample(name, info) if info else None,
+        )
+    )
 
 
 # --- full verification (ListProjectFullVerifyResult) -----------------------------------------
