@@ -105,6 +105,10 @@ class ReplayOms:
     pages_wait_for_progress: int = 0
     pages_held_too_long: bool = False
     _progress_came: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
+    # Answer ListProjects page N only once page N + 1 was asked (or after 10 s, noted in
+    # pages_held_too_long): the next page is asked for while one is read.
+    page_waits_for_next: int = 0
+    _next_page_asked: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     seen: list[Seen] = field(default_factory=list)
 
     def app(self) -> web.Application:
@@ -158,6 +162,13 @@ class ReplayOms:
             and self.count(action=action) >= self.pages_wait_for_progress
         ):
             self._progress_came.set()
+        if (
+            self.page_waits_for_next
+            and action == "ListProjects"
+            and body is not None
+            and body.get("pageNumber") == self.page_waits_for_next + 1
+        ):
+            self._next_page_asked.set()
 
     async def _v4(self, request: web.Request) -> web.Response:
         action = request.query.get("Action")
@@ -178,7 +189,9 @@ class ReplayOms:
             return await self._answer(Reply.fixture("v4_unknown_action.json"))
         if action == "ListProjects":
             if self.pages_wait_for_progress and int(body.get("pageNumber", 1)) > 1:
-                await self._progress_requests()
+                await self._held_until(self._progress_came)
+            if self.page_waits_for_next and body.get("pageNumber") == self.page_waits_for_next:
+                await self._held_until(self._next_page_asked)
             if self.refuse_sort and "sortField" in body:
                 return await self._answer(Reply.json({"success": False, "code": "PARAM_ERROR"}))
             return await self._answer(self.list_answer or self._page(body))
@@ -196,10 +209,10 @@ class ReplayOms:
         reply = self.v4.get(project_id or "") or Reply.fixture("v4_not_found.json")
         return await self._answer(reply)
 
-    async def _progress_requests(self, timeout_seconds: float = 10.0) -> None:
-        """Wait until pages_wait_for_progress progress requests came (set in _record)."""
+    async def _held_until(self, event: asyncio.Event, timeout_seconds: float = 10.0) -> None:
+        """Hold a page until ``event`` (set in _record), or note that it took too long."""
         try:
-            await asyncio.wait_for(self._progress_came.wait(), timeout_seconds)
+            await asyncio.wait_for(event.wait(), timeout_seconds)
         except TimeoutError:
             self.pages_held_too_long = True
 

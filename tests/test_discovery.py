@@ -252,7 +252,9 @@ async def test_many_configured_projects_are_described_by_listing_them(
     ids = [f"np_{index:04d}" for index in range(configured)]
     poller = configured_poller(make_client(), ids)
     await poller.poll_round()
-    assert replay.count(action="ListProjects") == pages  # stops once every ID is found
+    # Stops once every ID is found; past the first full page, one page may be asked ahead.
+    asked = replay.count(action="ListProjects")
+    assert asked in ((pages, pages + 1) if pages > 1 else (pages,))
     assert replay.count(action="DescribeProject") == 0
     assert replay.count(action="DescribeProjectSteps") == 0
     assert replay.count(action="DescribeProjectProgress") == configured
@@ -268,7 +270,7 @@ async def test_many_configured_projects_are_described_by_listing_them(
         "INCR_TRANSFER",
     ]
     await poller.poll_round()
-    assert replay.count(action="ListProjects") == pages  # once, not every round
+    assert replay.count(action="ListProjects") == asked  # once, not every round
 
 
 async def test_projects_listed_are_polled_while_the_next_page_is_listed(
@@ -282,7 +284,7 @@ async def test_projects_listed_are_polled_while_the_next_page_is_listed(
     poller = configured_poller(make_client(), [f"np_{index:04d}" for index in range(300)])
     await poller.poll_round()
     assert not replay.pages_held_too_long
-    assert replay.count(action="ListProjects") == 2
+    assert replay.count(action="ListProjects") in (2, 3)  # page 3 perhaps asked ahead
     assert replay.count(action="DescribeProject") == 0
     assert replay.count(action="DescribeProjectSteps") == 0
     assert all(state.up for state in poller.store)

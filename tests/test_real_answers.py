@@ -105,7 +105,8 @@ async def test_paging_goes_on_when_total_count_counts_pages(
     replay.total_is_pages = True
     projects = await make_client().client.list_projects(DiscoveryFilter())
     assert len(projects) == 340
-    assert [body["pageNumber"] for body in requests_of(replay, "ListProjects")] == [1, 2, 3]
+    numbers = [body["pageNumber"] for body in requests_of(replay, "ListProjects")]
+    assert numbers in ([1, 2, 3], [1, 2, 3, 4])  # page 4 asked ahead of page 3, perhaps
 
 
 async def test_paging_ends_on_an_empty_page_after_full_ones(
@@ -124,17 +125,33 @@ async def test_a_server_ignoring_page_number_is_read_once(
     replay.list_answer = Reply.json(list_page(items, totalCount=10**6))
     projects = await make_client().client.list_projects(DiscoveryFilter())
     assert len(projects) == 150
-    assert replay.count(action="ListProjects") == 2  # the second page brought nothing new
+    # The second page brought nothing new (a third may have been asked ahead of it).
+    assert replay.count(action="ListProjects") in (2, 3)
 
 
 async def test_listing_asks_for_a_stable_order(replay: ReplayOms, make_client: MakeClient):
     replay.listed = [list_item(f"np_{i:04d}") for i in range(200)]
     await make_client().client.list_projects(DiscoveryFilter(types=("MIGRATION",)))
-    assert requests_of(replay, "ListProjects") == [
+    asked = requests_of(replay, "ListProjects")
+    assert asked[:2] == [
         {"type": "MIGRATION", "sortField": "gmtCreate", "order": "asc", "pageNumber": page,
          "pageSize": 150}
         for page in (1, 2)
     ]  # fmt: skip
+    assert [body["pageNumber"] for body in asked[2:]] in ([], [3])  # perhaps asked ahead
+
+
+async def test_the_next_page_is_asked_for_while_one_is_read(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """OMS builds page 3 while page 2 travels and is parsed: page 2 waits for page 3's ask."""
+    replay.listed = [list_item(f"np_{i:04d}") for i in range(400)]
+    replay.page_waits_for_next = 2
+    projects = await make_client().client.list_projects(DiscoveryFilter())
+    assert len(projects) == 400
+    assert not replay.pages_held_too_long
+    numbers = [body["pageNumber"] for body in requests_of(replay, "ListProjects")]
+    assert numbers in ([1, 2, 3], [1, 2, 3, 4])  # page 4 asked ahead of page 3, perhaps
 
 
 async def test_an_oms_refusing_the_sort_fields_is_listed_in_its_own_order(
@@ -185,8 +202,10 @@ async def test_a_page_too_large_is_asked_again_smaller_and_remembered(
     cut = make_client(max_response_bytes=64 * KIB)
     assert len(await cut.client.list_projects(DiscoveryFilter())) == 40
     sizes = [body["pageSize"] for body in requests_of(replay, "ListProjects")]
-    assert sizes == [150, 75, 25] + [5] * 9  # 8 full pages of 5, then an empty one
-    assert [b["pageNumber"] for b in requests_of(replay, "ListProjects")][3:] == list(range(1, 10))
+    # 8 full pages of 5, then an empty one, and perhaps a tenth asked ahead of it
+    assert sizes in ([150, 75, 25] + [5] * 9, [150, 75, 25] + [5] * 10)
+    numbers = [b["pageNumber"] for b in requests_of(replay, "ListProjects")][3:]
+    assert numbers == list(range(1, len(numbers) + 1))
     replay.seen.clear()
     assert len(await cut.client.list_projects(DiscoveryFilter())) == 40
     assert {body["pageSize"] for body in requests_of(replay, "ListProjects")} == {5}
