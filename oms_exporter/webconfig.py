@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import hashlib
 import ssl
 from dataclasses import dataclass, field
@@ -30,9 +31,21 @@ _TLS_VERSIONS: Final = {
     "TLS12": ssl.TLSVersion.TLSv1_2,
     "TLS13": ssl.TLSVersion.TLSv1_3,
 }
-# Compared against when the user is unknown, so a miss costs what a hit costs.
-_DUMMY_HASH: Final = bcrypt.hashpw(b"unknown-user", bcrypt.gensalt(rounds=10))
 _CACHE_SIZE: Final = 64
+
+
+@functools.cache
+def _dummy_hash() -> bytes:
+    """Compared against when the user is unknown, so a miss costs what a hit costs.
+
+    Made on first use: a bcrypt hash costs 0.1 s, at every start of every exporter.
+    """
+    return bcrypt.hashpw(b"unknown-user", bcrypt.gensalt(rounds=10))
+
+
+def _check(password: bytes, expected: bytes | None) -> bool:
+    """bcrypt's check, against the dummy hash for an unknown user (in a thread)."""
+    return bcrypt.checkpw(password, expected if expected is not None else _dummy_hash())
 
 
 @dataclass
@@ -57,9 +70,7 @@ class WebConfig:
         if self._verified.get(key):
             return True
         expected = self.users.get(user)
-        ok = await asyncio.to_thread(
-            bcrypt.checkpw, password.encode(), expected if expected is not None else _DUMMY_HASH
-        )
+        ok = await asyncio.to_thread(_check, password.encode(), expected)
         ok = ok and expected is not None
         if ok:
             if len(self._verified) >= _CACHE_SIZE:
