@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
 RESTART_MIN_SECONDS: Final = 1.0
 RESTART_MAX_SECONDS: Final = 30.0
+# New objects between young collections (CPython's default is 700): see tune_gc.
+GC_THRESHOLD: Final = 50_000
 # Settings that only take effect at start-up.
 _RESTART_ONLY: Final = ("listen_address", "web_config_file")
 
@@ -279,6 +282,18 @@ class Exporter:
         self._spawn(close_when_unused(), name="oms-exporter-session-close")
 
 
+def tune_gc() -> None:
+    """Collect garbage less often than CPython's default of every 700 new objects.
+
+    A ListProjects page parses into some 100,000 objects, which set off 140 collections
+    of a generation each: at 10,000 projects, a tenth of the first round's CPU went to the
+    collector finding nothing (OMS answers make no reference cycles). What was loaded
+    before polling (modules, settings) is frozen out of every collection.
+    """
+    gc.freeze()
+    gc.set_threshold(GC_THRESHOLD, 20, 20)
+
+
 async def run(
     config: ExporterConfig,
     *,
@@ -291,6 +306,7 @@ async def run(
 
     setup_logging(level=config.log_level, fmt=config.log_format)
     host, port = parse_listen_address(config.listen_address)
+    tune_gc()
     exporter = Exporter(config, loader=loader)
     await exporter.start()
     runner = web.AppRunner(
