@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,7 +128,8 @@ def _target(settings: Settings, target: OmsTarget, index: int | None) -> TargetC
         username=target.username,
         password=_read_password(target, "single" if single else "target"),
         api=target.api,
-        project_ids=tuple(target.project_ids),
+        # Interned, as the IDs OMS answers with are: one string for each, not two.
+        project_ids=tuple(sys.intern(project_id) for project_id in target.project_ids),
         discovery=(
             DiscoveryFilter(
                 types=tuple(discovery.types),

@@ -259,7 +259,12 @@ class Pool(Generic[T]):
         return value
 
 
-_TEXTS: Final[Pool[str]] = Pool(4096)  # step names and statuses
+_TEXTS: Final[Pool[str]] = Pool(4096)  # step names and statuses, project types, labels
+
+
+def shared_text(text: str) -> str:
+    """One object for each of the short texts many projects repeat (bounded pool)."""
+    return _TEXTS(text)
 
 
 def normalise_status(value: object) -> str:
@@ -305,11 +310,16 @@ def parse_optional_bool(value: object) -> bool | None:
     return None
 
 
+_ZERO: Final = 0.0
+
+
 def parse_number(value: object) -> float | None:
     """Read an int, float or numeric string; anything else, or out of range, is unknown."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, int):
+        if value == 0:
+            return _ZERO  # rates and rows: many are 0, and each float is a 24-byte object
         # Checked before float(): an int of 400 digits overflows it.
         return float(value) if -NUMBER_LIMIT <= value <= NUMBER_LIMIT else None
     if isinstance(value, float):
@@ -321,13 +331,17 @@ def parse_number(value: object) -> float | None:
             return None
     else:
         return None
+    if number == 0.0 and math.copysign(1.0, number) > 0:
+        return _ZERO
     return number if math.isfinite(number) and abs(number) <= NUMBER_LIMIT else None
 
 
 def parse_rate(value: object, *, scale: float = 1.0) -> float | None:
     """A non-negative amount (rows, bytes, milliseconds), times ``scale``; else unknown."""
     number = parse_number(value)
-    return None if number is None or number < 0 else number * scale
+    if number is None or number < 0:
+        return None
+    return number if scale == 1.0 or number == 0.0 else number * scale
 
 
 def parse_count(value: object) -> int | None:
@@ -343,7 +357,9 @@ def progress_ratio(value: object) -> float | None:
     number = parse_number(value)
     if number is None:
         return None
-    return min(max(number / 100.0, 0.0), 1.0)
+    ratio = number / 100.0
+    # The constants when clamped or at 100 %: most steps, one float object between them.
+    return 1.0 if ratio >= 1.0 else 0.0 if ratio <= 0.0 else ratio
 
 
 def label_text(value: object, limit: int = 64) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import heapq
+import sys
 from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
@@ -35,6 +36,7 @@ from oms_exporter.model import (
     parse_optional_bool,
     parse_rate,
     progress_ratio,
+    shared_text,
 )
 from oms_exporter.oms.envelope import camel_keys, unwrap_envelope, unwrap_object
 from oms_exporter.oms.errors import OmsInvalidAnswer
@@ -127,14 +129,15 @@ def project_details(item: dict[str, Any], *, listed: bool = True) -> ProjectDeta
         if isinstance(label, dict)
     )
     status = label_text(data.get("status")).upper()
+    # The same few types, endpoints, labels and statuses across 10,000 projects: one each.
     return ProjectDetails(
         project_id=project_id,
         name=label_text(data.get("name"), 128),
-        type=label_text(data.get("type")).upper(),
-        source_type=label_text(data.get("sourceEndpointType")).upper(),
-        sink_type=label_text(data.get("sinkEndpointType")).upper(),
-        labels=",".join(name for name in names if name)[:LABELS_MAX_CHARS],
-        status=status or UNKNOWN,
+        type=shared_text(label_text(data.get("type")).upper()),
+        source_type=shared_text(label_text(data.get("sourceEndpointType")).upper()),
+        sink_type=shared_text(label_text(data.get("sinkEndpointType")).upper()),
+        labels=shared_text(",".join(name for name in names if name)[:LABELS_MAX_CHARS]),
+        status=shared_text(status) or UNKNOWN,
         alarming=_alarming(data.get("alarmStats")) if listed else None,
         full_verify=parse_optional_bool(data.get("enableFullVerify")),
         incr_verify=parse_optional_bool(data.get("enableIncrVerify")),
@@ -152,7 +155,7 @@ def _project_id(value: object) -> str | None:
     if isinstance(value, bool) or not isinstance(value, str | int):
         return None
     text = clean_text(str(value))  # str(int) is short: the decoder keeps at most 20 digits
-    return text if text and len(text) <= MAX_ID_CHARS else None
+    return sys.intern(text) if text and len(text) <= MAX_ID_CHARS else None
 
 
 def parse_project(project_id: str, body: bytes) -> ProjectDetails:
