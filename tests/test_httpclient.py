@@ -8,15 +8,18 @@ close, interim answers, junk after an answer) is sent for real over a socket.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from oms_exporter.oms.errors import OmsAnswerTooLarge, OmsConnectionError, OmsDecodeError
 from oms_exporter.oms.httpclient import IDLE_SECONDS, MAX_HEAD_BYTES, HttpClient
+from oms_exporter.oms.transport import make_ssl_context
 
 CLOSE = b""  # in a script: close the connection instead of answering
 THEN_CLOSE = b"\0then-close"  # at the end of an answer: close the connection after it
@@ -36,6 +39,7 @@ class Scripted:
     connections: int = 0
     closed_by_client: int = 0
     port: int = 0
+    hold: asyncio.Event | None = None  # when set, answers wait for it
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -52,6 +56,8 @@ class Scripted:
                 answer = self.script[len(self.requests) - 1]
                 if answer == CLOSE:
                     break
+                if self.hold is not None:
+                    await self.hold.wait()
                 writer.write(answer.removesuffix(THEN_CLOSE))
                 await writer.drain()
                 if answer.endswith(THEN_CLOSE):
@@ -62,7 +68,7 @@ class Scripted:
             writer.close()
 
 
-Start = Callable[[list[bytes]], Awaitable[Scripted]]
+Start = Callable[..., Awaitable[Scripted]]
 
 
 @pytest.fixture
@@ -70,9 +76,9 @@ async def scripted() -> AsyncIterator[Start]:
     """Start scripted servers on 127.0.0.1; all are closed after the test."""
     servers: list[asyncio.Server] = []
 
-    async def start(script: list[bytes]) -> Scripted:
+    async def start(script: list[bytes], tls: ssl.SSLContext | None = None) -> Scripted:
         server = Scripted(script)
-        listening = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        listening = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=tls)
         servers.append(listening)
         server.port = listening.sockets[0].getsockname()[1]
         return server
@@ -246,6 +252,51 @@ async def test_a_timed_out_exchange_closes_its_connection(scripted: Start):
         await client.request("GET", "/a", limit=100)
     await client.close()
     for _ in range(500):  # the server sees the close once its read wakes up
+        if server.closed_by_client:
+            break
+        await asyncio.sleep(0.01)
+    assert server.closed_by_client == 1
+
+
+async def test_https_is_verified_against_the_configured_ca(
+    scripted: Start, certificate: tuple[Path, Path]
+):
+    cert, key = certificate
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    server = await scripted([ok(b"1"), ok(b"2"), ok(b"3")], tls)
+    url = f"https://127.0.0.1:{server.port}"
+
+    def client(context: ssl.SSLContext | None) -> HttpClient:
+        return HttpClient(url, headers={}, timeout_seconds=10.0, ssl_context=context)
+
+    trusting = client(make_ssl_context(cadata=cert.read_text(), insecure_skip_verify=False))
+    assert (await trusting.request("GET", "/a", limit=100)).body == b"1"
+    assert (await trusting.request("GET", "/b", limit=100)).body == b"2"
+    await trusting.close()
+    assert server.connections == 1  # kept alive over TLS too
+    with pytest.raises(OmsConnectionError, match="certificate verify failed"):
+        await client(None).request("GET", "/c", limit=100)  # the system CAs: not trusted
+    skipping = client(make_ssl_context(cadata=None, insecure_skip_verify=True))
+    assert (await skipping.request("GET", "/c", limit=100)).body == b"3"
+    await skipping.close()
+
+
+async def test_a_connection_in_use_when_the_client_closes_is_closed_after_its_answer(
+    scripted: Start,
+):
+    server = await scripted([ok(b"1"), ok(b"2")])
+    server.hold = asyncio.Event()
+    client = client_for(server)
+    answer = asyncio.ensure_future(client.request("GET", "/a", limit=100))
+    for _ in range(500):  # until the request is out; its answer is held
+        if server.requests:
+            break
+        await asyncio.sleep(0.01)
+    await client.close()
+    server.hold.set()
+    assert (await answer).body == b"1"
+    for _ in range(500):
         if server.closed_by_client:
             break
         await asyncio.sleep(0.01)

@@ -346,7 +346,9 @@ class HttpClient:
                 response = await connection.send(request, limit)
             except _Stale:
                 continue  # it was reused: the server closed it first; a new one is tried
-            if not connection.closed and not self._closed:
+            if self._closed:  # closed while this answer was on its way
+                connection.close()
+            elif not connection.closed:
                 connection.idle_since = self._clock()
                 self._idle.append(connection)
             return response
