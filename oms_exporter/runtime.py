@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
 RESTART_MIN_SECONDS: Final = 1.0
 RESTART_MAX_SECONDS: Final = 30.0
-# New objects between young collections (CPython's default is 700): see tune_gc.
+# New objects between young collections (CPython's default is 700): see tune_memory.
 GC_THRESHOLD: Final = 50_000
 # Buffers from this size up are mapped, and so returned when freed: see tune_memory.
 MMAP_THRESHOLD_BYTES: Final = 256 * 1024

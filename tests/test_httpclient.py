@@ -40,6 +40,8 @@ class Scripted:
     closed_by_client: int = 0
     port: int = 0
     hold: asyncio.Event | None = None  # when set, answers wait for it
+    asked: asyncio.Event = field(default_factory=asyncio.Event)  # a request was read
+    client_closed: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -53,6 +55,7 @@ class Scripted:
                         length = int(value)
                 request = head + await reader.readexactly(length)
                 self.requests.append(request)
+                self.asked.set()
                 answer = self.script[len(self.requests) - 1]
                 if answer == CLOSE:
                     break
@@ -64,6 +67,7 @@ class Scripted:
                     break
         except (asyncio.IncompleteReadError, ConnectionError):
             self.closed_by_client += 1
+            self.client_closed.set()
         finally:
             writer.close()
 
@@ -251,10 +255,7 @@ async def test_a_timed_out_exchange_closes_its_connection(scripted: Start):
     with pytest.raises(TimeoutError):
         await client.request("GET", "/a", limit=100)
     await client.close()
-    for _ in range(500):  # the server sees the close once its read wakes up
-        if server.closed_by_client:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(server.client_closed.wait(), 10)  # once its read wakes up
     assert server.closed_by_client == 1
 
 
@@ -289,15 +290,9 @@ async def test_a_connection_in_use_when_the_client_closes_is_closed_after_its_an
     server.hold = asyncio.Event()
     client = client_for(server)
     answer = asyncio.ensure_future(client.request("GET", "/a", limit=100))
-    for _ in range(500):  # until the request is out; its answer is held
-        if server.requests:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(server.asked.wait(), 10)  # the request is out; its answer held
     await client.close()
     server.hold.set()
     assert (await answer).body == b"1"
-    for _ in range(500):
-        if server.closed_by_client:
-            break
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(server.client_closed.wait(), 10)
     assert server.closed_by_client == 1

@@ -309,15 +309,15 @@ class HttpClient:
         url = URL(base_url)
         self._base_url = base_url.rstrip("/")
         self._host = url.raw_host or ""
-        self._port = url.port or (443 if url.scheme == "https" else 80)
+        default_port = 443 if url.scheme == "https" else 80
+        self._port = url.port or default_port
         self._ssl: ssl.SSLContext | None = None
         if url.scheme == "https":
             self._ssl = ssl_context if ssl_context is not None else ssl.create_default_context()
         self._prefix = url.raw_path.rstrip("/")
-        default_port = self._port == (443 if url.scheme == "https" else 80)
         host = f"[{self._host}]" if ":" in self._host else self._host
         fixed = {
-            "Host": host if default_port else f"{host}:{self._port}",
+            "Host": host if self._port == default_port else f"{host}:{self._port}",
             "User-Agent": f"oms-exporter/{__version__}",
             "Accept-Encoding": "gzip, deflate",
             **headers,

@@ -229,9 +229,7 @@ def parse_step_items(data: list[Any]) -> tuple[tuple[Step, ...], int]:
         if not isinstance(item, dict):
             continue
         item = camel_keys(item)
-        step = _plain_step(item)
-        if step is None:
-            step = _step(item)
+        step = _read_step(item)
         if step is None or step.name in steps:
             continue
         if len(steps) >= MAX_STEPS:
@@ -249,21 +247,21 @@ _PLAIN_STEPS: Final[dict[_PlainKey, Step | None]] = {}
 _PLAIN_STEPS_CAP: Final = 4096
 
 
-def _plain_step(item: dict[str, Any]) -> Step | None:
-    """The step of an item with no stepInfo, read once per distinct one; else None."""
+def _read_step(item: dict[str, Any]) -> Step | None:
+    """One step object as a Step (None without a name); one without stepInfo read once."""
     if item.get("stepInfo"):
-        return None
+        return _step(item)
     progress = item.get("progress")
     key = (item.get("name"), item.get("status"), progress, type(progress))
     try:
-        step = _PLAIN_STEPS.get(key)
+        if key in _PLAIN_STEPS:
+            return _PLAIN_STEPS[key]
     except TypeError:  # an object or a list where OMS sends a scalar: read it as it is
-        return None
-    if step is None:
-        step = _step(item)
-        if len(_PLAIN_STEPS) >= _PLAIN_STEPS_CAP:  # a hostile OMS varies them endlessly
-            _PLAIN_STEPS.clear()
-        _PLAIN_STEPS[key] = step
+        return _step(item)
+    step = _step(item)
+    if len(_PLAIN_STEPS) >= _PLAIN_STEPS_CAP:  # a hostile OMS varies them endlessly
+        _PLAIN_STEPS.clear()
+    _PLAIN_STEPS[key] = step
     return step
 
 
