@@ -38,6 +38,7 @@ from oms_exporter.families import (
     label,
     render_family,
 )
+from oms_exporter.gzipbody import KeptText
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import ProjectProgress
 from oms_exporter.readiness import (
@@ -53,8 +54,8 @@ from oms_exporter.store import Key, ProjectState, Store
 
 _LAG = Family(LAG_FAMILY_NAME, LAG_HELP, "gauge", lambda _state: ())
 _SKEW = Family(SKEW_FAMILY_NAME, SKEW_HELP, "gauge", lambda _state: ())
-_READY = Family(READY_FAMILY_NAME, READY_HELP, "gauge", lambda _state: ())
-_BLOCKED = Family(BLOCKED_FAMILY_NAME, BLOCKED_HELP, "gauge", lambda _state: ())
+_READY_FAMILY = Family(READY_FAMILY_NAME, READY_HELP, "gauge", lambda _state: ())
+_BLOCKED_FAMILY = Family(BLOCKED_FAMILY_NAME, BLOCKED_HELP, "gauge", lambda _state: ())
 _HIDDEN = frozenset(i for i, family in enumerate(PROJECT_FAMILIES) if family.hidden_when_stale)
 _INDEX = {family.name: i for i, family in enumerate(PROJECT_FAMILIES)}
 _UP = _INDEX["oms_project_up"]
@@ -62,6 +63,12 @@ _LAST_SUCCESS = _INDEX["oms_project_last_success_timestamp_seconds"]
 _ERRORS = _INDEX["oms_project_poll_errors"]
 _CHECKPOINTS = _INDEX["oms_project_incr_sync_checkpoint_timestamp_seconds"]
 _ALL = frozenset(range(len(PROJECT_FAMILIES)))
+# The readiness lines are kept in blocks too, after the families'.
+_READY = len(PROJECT_FAMILIES)
+_BLOCKED = _READY + 1
+_KINDS = _BLOCKED + 1
+# What a scrape is made of: headers and kept blocks, and line lists made for that scrape.
+Part = bytes | list[bytes] | KeptText
 # Projects per kept block: about 14 KB a block for the 10 lines of steps of each.
 BLOCK_PROJECTS: Final = 128
 
@@ -81,6 +88,8 @@ class _Block:
     # Positions to render again, a bit each: a set of 128 ints took 8 KB a block, and
     # with every block of every family marked after a round, 16 MB at 10,000 projects.
     marked: int = 0
+    # The deflated form of ``text``, made by the first gzip scrape that needs it.
+    deflated: bytes | None = None
 
     def mark(self, position: int) -> None:
         self.marked |= 1 << position
@@ -163,34 +172,38 @@ class _Project:
 
 @dataclass(slots=True)
 class _Cutover:
-    """One project's readiness lines, rendered again only when the blockers that hold change.
+    """One project's cut-over readiness: what the progress decides, and what its lines say.
 
     What holds is decided per scrape (stale and lag depend on its time), but it seldom
-    changes: 10 lines per migration formatted on every scrape were most of its time.
+    changes: the lines are kept in blocks like a family's and rendered again only when it
+    does (10 lines per migration formatted on every scrape were most of its time).
     """
 
     settled_blocked: frozenset[str]  # the blockers decided by the progress alone
     checkpoint_seconds: float | None  # the forward checkpoint the lag check reads
-    labels: str  # the project's base labels
-    held: frozenset[str] | None = None  # what the kept lines say holds
-    ready_line: bytes = b""
-    blocked_lines: bytes = b""
+    held: frozenset[str] | None = None  # what the kept lines say holds; None: not rendered
 
-    def lines(self, held: frozenset[str]) -> tuple[bytes, bytes]:
-        if held != self.held:
-            labels = self.labels
-            self.ready_line = f"{READY_FAMILY_NAME}{{{labels}}} {0.0 if held else 1.0}\n".encode()
-            self.blocked_lines = "".join(
-                f"{BLOCKED_FAMILY_NAME}{{{labels}{label('blocker', blocker)}}} "
-                f"{1.0 if blocker in held else 0.0}\n"
-                for blocker in BLOCKERS
-            ).encode()
-            self.held = held
-        return self.ready_line, self.blocked_lines
+
+def _ready_line(project: _Project) -> bytes:
+    held = project.cutover.held if project.cutover is not None else None
+    if held is None:
+        return b""
+    return f"{READY_FAMILY_NAME}{{{project.labels}}} {0.0 if held else 1.0}\n".encode()
+
+
+def _blocked_lines(project: _Project) -> bytes:
+    held = project.cutover.held if project.cutover is not None else None
+    if held is None:
+        return b""
+    return "".join(
+        f"{BLOCKED_FAMILY_NAME}{{{project.labels}{label('blocker', blocker)}}} "
+        f"{1.0 if blocker in held else 0.0}\n"
+        for blocker in BLOCKERS
+    ).encode()
 
 
 def _cutover(
-    old: _Project | None, change: _Change, progress: ProjectProgress | None, labels: str
+    old: _Project | None, change: _Change, progress: ProjectProgress | None
 ) -> _Cutover | None:
     if old is not None and change == "same":
         return old.cutover
@@ -208,7 +221,6 @@ def _cutover(
     return _Cutover(
         settled_blocked=frozenset(c.blocker for c in settled_checks(progress) if c.blocked),
         checkpoint_seconds=forward_checkpoint(progress),
-        labels=labels,
     )
 
 
@@ -241,7 +253,8 @@ class ProjectCollector:
         self._order: list[Key | None] = []
         self._slot: dict[Key, int] = {}
         # Per family: its blocks, the projects of slots [b * BLOCK_PROJECTS, ...) each.
-        self._blocks: list[list[_Block]] = [[] for _ in PROJECT_FAMILIES]
+        # Then the readiness lines', at _READY and _BLOCKED, kept the same way.
+        self._blocks: list[list[_Block]] = [[] for _ in range(_KINDS)]
         self._down: set[Key] = set()
         self._headers: dict[tuple[str, bool], bytes] = {}
         self.configure(
@@ -294,12 +307,16 @@ class ProjectCollector:
         old = self._projects.get(key)
         labels = old.labels if old is not None else base_labels(state)
         change = _progress_change(old, state)
+        cutover = _cutover(old, change, state.progress)
         if old is None:
             self._place(key)
         else:
             block, position = divmod(self._slot[key], BLOCK_PROJECTS)
             for index in _changed_families(old, state, change):
                 self._blocks[index][block].mark(position)
+            if cutover is not old.cutover:  # decided again: rendered at the next scrape
+                self._blocks[_READY][block].mark(position)
+                self._blocks[_BLOCKED][block].mark(position)
         self._projects[key] = _Project(
             state=state,
             labels=labels,
@@ -308,7 +325,7 @@ class ProjectCollector:
             last_success_seconds=state.last_success_seconds,
             up=state.up,
             errors=sum(state.errors.values()),
-            cutover=_cutover(old, change, state.progress, labels),
+            cutover=cutover,
         )
 
     def _place(self, key: Key) -> None:
@@ -337,7 +354,7 @@ class ProjectCollector:
     def _place_again(self, order: list[Key]) -> None:
         self._order = []
         self._slot = {}
-        self._blocks = [[] for _ in PROJECT_FAMILIES]
+        self._blocks = [[] for _ in range(_KINDS)]
         for key in order:
             self._place(key)
 
@@ -351,33 +368,43 @@ class ProjectCollector:
                 stale.add(key)
         return frozenset(stale)
 
-    def _family_blocks(self, index: int, stale: frozenset[Key]) -> list[bytes]:
+    def _family_blocks(self, index: int, stale: frozenset[Key]) -> list[bytes | KeptText]:
         """One family's blocks, the marked projects rendered again: a snapshot for one scrape.
 
         A stale project of a family hidden when stale is cut out of what is sent, and
         kept: it comes back once the project is polled again.
         """
         family = PROJECT_FAMILIES[index]
-        hidden = stale if index in _HIDDEN else frozenset()
-        out: list[bytes] = []
+
+        def lines(project: _Project) -> bytes:
+            return render_family(family, project.state, project.labels).encode()
+
+        return self._kept_blocks(index, lines, stale if index in _HIDDEN else frozenset())
+
+    def _kept_blocks(
+        self, index: int, lines: Callable[[_Project], bytes], hidden: frozenset[Key]
+    ) -> list[bytes | KeptText]:
+        out: list[bytes | KeptText] = []
         for block, kept in enumerate(self._blocks[index]):
             start = block * BLOCK_PROJECTS
             keys = self._order[start : start + BLOCK_PROJECTS]
             if kept.marked:
-                self._render_marked(family, kept, keys)
+                self._render_marked(lines, kept, keys)
             if hidden and not hidden.isdisjoint(keys):
                 text = b"".join(
                     kept.text[slice(*kept.span(position))]
                     for position, key in enumerate(keys)
                     if key not in hidden
                 )
-            else:
-                text = kept.text
-            if text:
-                out.append(text)
+                if text:
+                    out.append(text)
+            elif kept.text:
+                out.append(KeptText(kept.text, kept))
         return out
 
-    def _render_marked(self, family: Family, kept: _Block, keys: list[Key | None]) -> None:
+    def _render_marked(
+        self, lines: Callable[[_Project], bytes], kept: _Block, keys: list[Key | None]
+    ) -> None:
         """Render the marked projects of a block again; copy the runs between them."""
         parts: list[bytes] = []
         ends = array("I")
@@ -389,16 +416,17 @@ class ProjectCollector:
             parts.append(kept.text[copied:old_start])
             key = keys[position]
             project = self._projects.get(key) if key is not None else None
-            chunk = b""
-            if project is not None:
-                chunk = render_family(family, project.state, project.labels).encode()
+            chunk = lines(project) if project is not None else b""
             parts.append(chunk)
             delta += len(chunk) - (old_end - old_start)
             ends.append(old_end + delta)
             copied = old_end
         ends.extend(end + delta for end in kept.ends[len(ends) :])
         parts.append(kept.text[copied:])
-        kept.text = b"".join(parts)
+        text = b"".join(parts)
+        if text != kept.text:  # rendered again to the same lines: its deflate stays good
+            kept.text = text
+            kept.deflated = None
         kept.ends = ends
         kept.marked = 0
 
@@ -410,10 +438,8 @@ class ProjectCollector:
             self._headers[key] = text
         return text
 
-    def _readiness(self, now: float, *, openmetrics: bool) -> list[bytes | list[bytes]]:
+    def _readiness(self, now: float, *, openmetrics: bool) -> list[Part]:
         """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
-        ready_lines: list[bytes] = []
-        blocked_lines: list[bytes] = []
         for key, project in self._projects.items():
             cutover = project.cutover
             if cutover is None:
@@ -429,24 +455,29 @@ class ProjectCollector:
             held = cutover.settled_blocked
             if stale or lag:
                 held = held | {name for name, on in (("stale", stale), ("lag", lag)) if on}
-            ready, blocked = cutover.lines(held)
-            ready_lines.append(ready)
-            blocked_lines.append(blocked)
-        out: list[bytes | list[bytes]] = []
-        if ready_lines and self._scrape_time_allowed[READY_FAMILY_NAME]:
-            out += [self._header(_READY, openmetrics), ready_lines]
-        if blocked_lines and self._scrape_time_allowed[BLOCKED_FAMILY_NAME]:
-            out += [self._header(_BLOCKED, openmetrics), blocked_lines]
+            if held != cutover.held:
+                cutover.held = held
+                block, position = divmod(self._slot[key], BLOCK_PROJECTS)
+                self._blocks[_READY][block].mark(position)
+                self._blocks[_BLOCKED][block].mark(position)
+        out: list[Part] = []
+        for index, family, lines in (
+            (_READY, _READY_FAMILY, _ready_line),
+            (_BLOCKED, _BLOCKED_FAMILY, _blocked_lines),
+        ):
+            blocks = self._kept_blocks(index, lines, frozenset())
+            if blocks and self._scrape_time_allowed[family.name]:
+                out += [self._header(family, openmetrics), *blocks]
         return out
 
     def render(self, *, openmetrics: bool = False) -> bytes:
         return b"".join(pieces(self.render_parts(openmetrics=openmetrics)))
 
-    def render_parts(self, *, openmetrics: bool = False) -> list[bytes | list[bytes]]:
+    def render_parts(self, *, openmetrics: bool = False) -> list[Part]:
         """The exposition as headers and line lists, to be sent in bounded pieces."""
         now = self._clock()
         stale = self._stale(now)
-        out: list[bytes | list[bytes]] = []
+        out: list[Part] = []
         for index, family in enumerate(PROJECT_FAMILIES):
             if not self._allowed[index]:  # denied: never rendered, costs nothing
                 continue
@@ -483,7 +514,7 @@ class ProjectCollector:
 
 
 def pieces(
-    parts: list[bytes | list[bytes]], *, batch: int = 1024, piece_bytes: int = 128 * 1024
+    parts: list[Part], *, batch: int = 1024, piece_bytes: int = 128 * 1024
 ) -> Iterator[bytes]:
     """Join parts into pieces of about ``piece_bytes``: memory stays bounded however large
     the body, and a piece is one write. A line list is joined a batch of lines at a time.
@@ -495,6 +526,8 @@ def pieces(
     pending: list[bytes] = []
     size = 0
     for part in parts:
+        if isinstance(part, KeptText):
+            part = part.text
         if isinstance(part, bytes):
             pending.append(part)
             size += len(part)

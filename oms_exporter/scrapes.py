@@ -2,23 +2,24 @@
 
 A render's pieces are made once, by whichever reader is ahead, and kept for newcomers
 for a short window and up to a size; past that, each piece is dropped once every reader
-has passed it. gzip output is shared too, compressed in a worker thread.
+has passed it. gzip output is shared too, deflated in worker threads (``gzipbody``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from oms_exporter.collector import pieces
+from oms_exporter.collector import Part, pieces
+from oms_exporter.gzipbody import gzip_pieces, segments_of
 
-# Builds the exposition's parts (headers and line lists) for one format: True = OpenMetrics.
-Produce = Callable[[bool], list[bytes | list[bytes]]]
+# Builds the exposition's parts (headers, kept blocks, line lists) for one format:
+# True = OpenMetrics.
+Produce = Callable[[bool], list[Part]]
 
 # Scrapes starting within this long of a render that is still being sent share it: their
 # lag lines are then up to this much older than the scrape.
@@ -39,7 +40,7 @@ class Render:
 
     def __init__(
         self,
-        parts: list[bytes | list[bytes]],
+        parts: list[Part],
         *,
         gzip: bool,
         window_seconds: float,
@@ -47,9 +48,10 @@ class Render:
     ) -> None:
         self._monotonic = monotonic
         self._until = monotonic() + window_seconds
-        self._source = pieces(parts)
-        # Level 1: at 10,000 projects (about 20 MB) level 6 costs 4x the time for 10% less.
-        self._compressor = zlib.compressobj(1, zlib.DEFLATED, 31) if gzip else None  # 31: gzip
+        # gzip: the units to deflate, taken now (kept texts as they are at this scrape);
+        # the pieces come once what no cache holds is deflated.
+        self._units = segments_of(parts) if gzip else None
+        self._source: Iterator[bytes] | None = None if gzip else pieces(parts)
         self._step: asyncio.Task[None] | None = None
         self._pieces: list[bytes | None] = []
         self._kept_bytes = 0
@@ -88,12 +90,12 @@ class Render:
     async def piece(self, index: int) -> bytes | None:
         """The reader at ``index`` moves past its next piece; None once it has them all."""
         while index >= len(self._pieces) and not self._done:
-            if self._compressor is None:
+            if self._source is not None:
                 self._add(next(self._source, None))
                 continue
             if self._step is None:
-                self._step = asyncio.create_task(self._compress_next())
-            # Shielded: a reader that hangs up must not lose a piece the others need.
+                self._step = asyncio.create_task(self._deflate())
+            # Shielded: a reader that hangs up must not lose what the others need.
             await asyncio.shield(self._step)
         if index >= len(self._pieces):
             return None
@@ -112,18 +114,10 @@ class Render:
             self._kept_bytes += len(piece)
             self._close_if_due()  # too old or too large to keep whole: passed pieces can go
 
-    async def _compress_next(self) -> None:
-        assert self._compressor is not None
-        try:
-            piece = next(self._source, None)
-            if piece is None:
-                self._add(self._compressor.flush())
-                self._add(None)
-            else:
-                # In a thread: zlib releases the GIL, so compression runs beside the loop.
-                self._add(await asyncio.to_thread(self._compressor.compress, piece))
-        finally:
-            self._step = None
+    async def _deflate(self) -> None:
+        assert self._units is not None
+        units, self._units = self._units, []
+        self._source = await gzip_pieces(units)
 
     def _drop_passed(self) -> None:
         if not self._closed:

@@ -15,6 +15,7 @@ from aiohttp import hdrs, web
 from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
+from oms_exporter.collector import Part
 from oms_exporter.landing import render_landing
 from oms_exporter.metricfilter import FilteredCollector
 from oms_exporter.runtime import Exporter
@@ -68,7 +69,7 @@ def gzip_accepted(accept_encoding: str) -> bool:
 RENDERS_KEY: Final = web.AppKey("renders", SharedRenders)
 
 
-def _parts(exporter: Exporter, *, openmetrics: bool) -> list[bytes | list[bytes]]:
+def _parts(exporter: Exporter, *, openmetrics: bool) -> list[Part]:
     parts = exporter.collector.render_parts(openmetrics=openmetrics)
     own = FilteredCollector(exporter.metrics.registry, exporter.config.metric_filter)
     if openmetrics:
@@ -103,7 +104,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     # Chunked, a slice at a time: no copy of a large exposition is made per scrape.
     response.enable_chunked_encoding()
 
-    def produce(openmetrics: bool) -> list[bytes | list[bytes]]:
+    def produce(openmetrics: bool) -> list[Part]:
         return _parts(exporter, openmetrics=openmetrics)
 
     with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:

@@ -25,6 +25,7 @@ from oms_exporter.families import (
     Family,
     header,
 )
+from oms_exporter.gzipbody import KeptText
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import (
     Api,
@@ -496,3 +497,27 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
                 store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock
             )
             assert family_samples(kept.render().decode()) == family_samples(fresh.render().decode())
+
+
+def kept_texts(collector: ProjectCollector) -> dict[str, bytes]:
+    """Each family's kept block (one project here), by family name."""
+    return {
+        part.text.split(b"{", 1)[0].decode(): part.text
+        for part in collector.render_parts()
+        if isinstance(part, KeptText)
+    }
+
+
+def test_a_block_rendered_again_to_the_same_lines_keeps_its_text_and_deflate(
+    store: Store, collector: ProjectCollector
+):
+    """A gzip scrape deflates a kept block once: a progress change that leaves a family's
+    lines as they were must not make it deflate them again."""
+    store.record_success("oms-a:8089", "np_1", progress(steps=TEN_STEPS), now=NOW)
+    before = kept_texts(collector)
+    moved = progress(steps=TEN_STEPS, full_progress_ratio=0.5)  # "more" than checkpoints
+    store.record_success("oms-a:8089", "np_1", moved, now=NOW + 30)
+    after = kept_texts(collector)
+    assert after["oms_project_full_progress_ratio"] != before["oms_project_full_progress_ratio"]
+    assert after["oms_project_step_status"] is before["oms_project_step_status"]
+    assert after["oms_project_info"] is before["oms_project_info"]
