@@ -38,7 +38,7 @@ from oms_exporter.families import (
     label,
     render_family,
 )
-from oms_exporter.gzipbody import KeptText
+from oms_exporter.gzipbody import Deflated, KeptText, inflate
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import ProjectProgress
 from oms_exporter.readiness import (
@@ -69,6 +69,9 @@ _BLOCKED = _READY + 1
 _KINDS = _BLOCKED + 1
 # What a scrape is made of: headers and kept blocks, and line lists made for that scrape.
 Part = bytes | list[bytes] | KeptText
+# A plain scrape keeps the blocks' texts for this long: while only gzip scrapes come
+# (Prometheus's default), blocks that do not change are kept as their segments alone.
+PLAIN_KEEP_SECONDS: Final = 30.0
 # Projects per kept block: about 14 KB a block for the 10 lines of steps of each.
 BLOCK_PROJECTS: Final = 128
 
@@ -82,14 +85,16 @@ class _Block:
     ones: a round where one project in seven moved costs about 18 renders, not 128.
     """
 
-    text: bytes = b""
+    # The lines, None once only ``deflated`` is kept (see gzipbody: a block that stays the
+    # same is held as about 1/20 of its size); at least one of the two is there.
+    text: bytes | None = b""
     # Per position, where its lines end: 4 bytes each, where a list held an int object.
     ends: array[int] = field(default_factory=lambda: array("I"))
     # Positions to render again, a bit each: a set of 128 ints took 8 KB a block, and
     # with every block of every family marked after a round, 16 MB at 10,000 projects.
     marked: int = 0
-    # The deflated form of ``text``, made by the first gzip scrape that needs it.
-    deflated: bytes | None = None
+    # The lines deflated, made by the first gzip scrape that needs them.
+    deflated: Deflated | None = None
 
     def mark(self, position: int) -> None:
         self.marked |= 1 << position
@@ -104,6 +109,18 @@ class _Block:
 
     def span(self, position: int) -> tuple[int, int]:
         return (self.ends[position - 1] if position else 0), self.ends[position]
+
+    def lines(self) -> bytes:
+        """The lines, inflated again if only their segment is kept."""
+        if self.text is not None:
+            return self.text
+        assert self.deflated is not None, "a block without text keeps its segment"
+        return inflate(self.deflated)
+
+    def settle(self) -> None:
+        """Unchanged since its segment was made: keep the segment alone."""
+        if self.deflated is not None:
+            self.text = None
 
 
 # Families whose lines depend only on the progress OMS reported.
@@ -257,6 +274,8 @@ class ProjectCollector:
         self._blocks: list[list[_Block]] = [[] for _ in range(_KINDS)]
         self._down: set[Key] = set()
         self._headers: dict[tuple[str, bool], bytes] = {}
+        self._settled_bytes = 0  # text freed since take_settled_bytes was last asked
+        self._plain_until = float("-inf")  # blocks keep their texts until then
         self.configure(
             stale_after_seconds=stale_after_seconds, poll_interval_seconds=poll_interval_seconds
         )
@@ -385,21 +404,27 @@ class ProjectCollector:
         self, index: int, lines: Callable[[_Project], bytes], hidden: frozenset[Key]
     ) -> list[bytes | KeptText]:
         out: list[bytes | KeptText] = []
+        settle = self._clock() >= self._plain_until
         for block, kept in enumerate(self._blocks[index]):
             start = block * BLOCK_PROJECTS
             keys = self._order[start : start + BLOCK_PROJECTS]
-            if kept.marked:
+            changed = bool(kept.marked)
+            if changed:
                 self._render_marked(lines, kept, keys)
             if hidden and not hidden.isdisjoint(keys):
+                text = kept.lines()
                 text = b"".join(
-                    kept.text[slice(*kept.span(position))]
+                    text[slice(*kept.span(position))]
                     for position, key in enumerate(keys)
                     if key not in hidden
                 )
                 if text:
                     out.append(text)
-            elif kept.text:
-                out.append(KeptText(kept.text, kept))
+            elif kept.ends and kept.ends[-1]:  # the end of its last project: its size
+                out.append(KeptText(kept.text, kept.deflated, kept))
+                if settle and not changed and kept.text is not None and kept.deflated is not None:
+                    self._settled_bytes += len(kept.text)
+                    kept.settle()
         return out
 
     def _render_marked(
@@ -408,12 +433,13 @@ class ProjectCollector:
         """Render the marked projects of a block again; copy the runs between them."""
         parts: list[bytes] = []
         ends = array("I")
-        copied = 0  # kept.text before this offset is in parts already
+        current = kept.lines()
+        copied = 0  # current before this offset is in parts already
         delta = 0  # how far the ends after the last marked project move
         for position in kept.marked_positions():
             old_start, old_end = kept.span(position)
             ends.extend(end + delta for end in kept.ends[len(ends) : position])
-            parts.append(kept.text[copied:old_start])
+            parts.append(current[copied:old_start])
             key = keys[position]
             project = self._projects.get(key) if key is not None else None
             chunk = lines(project) if project is not None else b""
@@ -422,9 +448,9 @@ class ProjectCollector:
             ends.append(old_end + delta)
             copied = old_end
         ends.extend(end + delta for end in kept.ends[len(ends) :])
-        parts.append(kept.text[copied:])
+        parts.append(current[copied:])
         text = b"".join(parts)
-        if text != kept.text:  # rendered again to the same lines: its deflate stays good
+        if text != current:  # rendered again to the same lines: its deflate stays good
             kept.text = text
             kept.deflated = None
         kept.ends = ends
@@ -470,6 +496,15 @@ class ProjectCollector:
                 out += [self._header(family, openmetrics), *blocks]
         return out
 
+    def plain_wanted(self) -> None:
+        """A plain scrape is coming: keep the texts (and restore them) for a while."""
+        self._plain_until = self._clock() + PLAIN_KEEP_SECONDS
+
+    def take_settled_bytes(self) -> int:
+        """How much text blocks let go since the last call (see heap.trim)."""
+        settled, self._settled_bytes = self._settled_bytes, 0
+        return settled
+
     def render(self, *, openmetrics: bool = False) -> bytes:
         return b"".join(pieces(self.render_parts(openmetrics=openmetrics)))
 
@@ -513,6 +548,11 @@ class ProjectCollector:
         return out
 
 
+def inflate_segment(part: KeptText) -> bytes:
+    assert part.deflated is not None, "a block without text keeps its segment"
+    return inflate(part.deflated)
+
+
 def pieces(
     parts: list[Part], *, batch: int = 1024, piece_bytes: int = 128 * 1024
 ) -> Iterator[bytes]:
@@ -527,7 +567,7 @@ def pieces(
     size = 0
     for part in parts:
         if isinstance(part, KeptText):
-            part = part.text
+            part = part.text if part.text is not None else inflate_segment(part)
         if isinstance(part, bytes):
             pending.append(part)
             size += len(part)

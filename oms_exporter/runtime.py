@@ -12,8 +12,6 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import gc
 import logging
 import signal
 import time
@@ -26,6 +24,7 @@ from aiohttp import web
 from oms_exporter import __version__
 from oms_exporter.collector import ProjectCollector
 from oms_exporter.config import ExporterConfig, TargetConfig
+from oms_exporter.heap import tune_memory
 from oms_exporter.logsetup import setup_logging
 from oms_exporter.oms.client import OmsClient
 from oms_exporter.oms.httpclient import HttpClient
@@ -40,12 +39,6 @@ log = logging.getLogger(__name__)
 SHUTDOWN_TIMEOUT_SECONDS: Final = 3.0
 RESTART_MIN_SECONDS: Final = 1.0
 RESTART_MAX_SECONDS: Final = 30.0
-# New objects between young collections (CPython's default is 700): see tune_memory.
-GC_THRESHOLD: Final = 50_000
-# Buffers from this size up are mapped, and so returned when freed: see tune_memory.
-MMAP_THRESHOLD_BYTES: Final = 256 * 1024
-_M_TRIM_THRESHOLD: Final = -1  # glibc's malloc.h
-_M_MMAP_THRESHOLD: Final = -3
 # Settings that only take effect at start-up.
 _RESTART_ONLY: Final = ("listen_address", "web_config_file")
 
@@ -285,32 +278,6 @@ class Exporter:
                 await session.close()
 
         self._spawn(close_when_unused(), name="oms-exporter-session-close")
-
-
-def tune_memory() -> None:
-    """Collect garbage less often, and have glibc give freed buffers back at once.
-
-    CPython collects every 700 new objects: a ListProjects page parses into some 100,000
-    objects, which set off 140 collections each, and at 10,000 projects a tenth of the
-    first round's CPU went to the collector finding nothing (OMS answers make no reference
-    cycles). What was loaded before polling (modules, settings) is frozen out of them.
-
-    glibc serves a freed 1 MB buffer from its heap next time instead of mapping it, once
-    one was freed (its threshold grows to 32 MB), and keeps the heap: ListProjects pages
-    and a round's answers left RSS about 6 MB above what stays in use. A fixed threshold
-    of 256 KB keeps those mapped, returned to the system when freed, while a scrape's
-    128 KB pieces stay on the heap: at 64 KB, mapping and faulting them in doubled the
-    plain /metrics time. Elsewhere (musl) nothing changes.
-    """
-    gc.freeze()
-    gc.set_threshold(GC_THRESHOLD, 20, 20)
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    mallopt(_M_TRIM_THRESHOLD, 2 * MMAP_THRESHOLD_BYTES)
 
 
 async def run(

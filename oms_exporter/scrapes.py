@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
-from oms_exporter.collector import Part, pieces
-from oms_exporter.gzipbody import gzip_pieces, segments_of
+from oms_exporter.collector import Part
+from oms_exporter.gzipbody import RunCrcs, Unit, gzip_pieces, plain_pieces, units_of
 
 # Builds the exposition's parts (headers, kept blocks, line lists) for one format:
 # True = OpenMetrics.
@@ -43,16 +43,17 @@ class Render:
         parts: list[Part],
         *,
         gzip: bool,
+        runs: RunCrcs,
         window_seconds: float,
         monotonic: Callable[[], float],
     ) -> None:
         self._monotonic = monotonic
         self._until = monotonic() + window_seconds
-        # gzip: the units to deflate, taken now (kept texts as they are at this scrape);
-        # the pieces come once what no cache holds is deflated.
-        self._units = segments_of(parts) if gzip else None
-        self._source: Iterator[bytes] | None = None if gzip else pieces(parts)
+        # The kept blocks as they are at this scrape, the rest joined into segments.
+        units = units_of(parts)
+        self._source = _gzip(units, runs) if gzip else plain_pieces(units)
         self._step: asyncio.Task[None] | None = None
+        self._failed: BaseException | None = None
         self._pieces: list[bytes | None] = []
         self._kept_bytes = 0
         self._done = False
@@ -90,11 +91,10 @@ class Render:
     async def piece(self, index: int) -> bytes | None:
         """The reader at ``index`` moves past its next piece; None once it has them all."""
         while index >= len(self._pieces) and not self._done:
-            if self._source is not None:
-                self._add(next(self._source, None))
-                continue
+            if self._failed is not None:  # every reader fails, none gets a cut body
+                raise self._failed
             if self._step is None:
-                self._step = asyncio.create_task(self._deflate())
+                self._step = asyncio.create_task(self._next())
             # Shielded: a reader that hangs up must not lose what the others need.
             await asyncio.shield(self._step)
         if index >= len(self._pieces):
@@ -114,10 +114,14 @@ class Render:
             self._kept_bytes += len(piece)
             self._close_if_due()  # too old or too large to keep whole: passed pieces can go
 
-    async def _deflate(self) -> None:
-        assert self._units is not None
-        units, self._units = self._units, []
-        self._source = await gzip_pieces(units)
+    async def _next(self) -> None:
+        try:
+            self._add(await anext(self._source, None))
+        except Exception as error:
+            self._failed = error
+            raise
+        finally:
+            self._step = None
 
     def _drop_passed(self) -> None:
         if not self._closed:
@@ -128,6 +132,11 @@ class Render:
             self._pieces[self._low] = None
             del self._at[self._low]
             self._low += 1
+
+
+async def _gzip(units: list[Unit], runs: RunCrcs) -> AsyncIterator[bytes]:
+    for piece in await gzip_pieces(units, runs):
+        yield piece
 
 
 class SharedRenders:
@@ -144,6 +153,7 @@ class SharedRenders:
         self._open: dict[tuple[bool, bool], Render] = {}  # the newest of each kind
         self._live: set[Render] = set()  # every render some scrape is still sending
         self.renders = 0  # renders made so far, to show that scrapes share them
+        self._runs = RunCrcs()  # the CRCs of kept blocks, for gzip
 
     @property
     def in_flight(self) -> int:
@@ -163,7 +173,11 @@ class SharedRenders:
         if render is None or not render.joinable():
             parts = produce(openmetrics)
             render = Render(
-                parts, gzip=gzip, window_seconds=self._window, monotonic=self._monotonic
+                parts,
+                gzip=gzip,
+                runs=self._runs,
+                window_seconds=self._window,
+                monotonic=self._monotonic,
             )
             self._open[key] = render
             self._live.add(render)

@@ -16,6 +16,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from oms_exporter.collector import Part
+from oms_exporter.heap import trim
 from oms_exporter.landing import render_landing
 from oms_exporter.metricfilter import FilteredCollector
 from oms_exporter.runtime import Exporter
@@ -30,6 +31,8 @@ OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; 
 WRITE_BYTES: Final = 64 * 1024
 # A client that takes a slice this long is not reading: drop it, and its hold on a render.
 WRITE_STALL_TIMEOUT_SECONDS: Final = 30.0
+# Once kept blocks let go of this much text, freed heap pages are given back (heap.trim).
+TRIM_AFTER_BYTES: Final = 1024 * 1024
 
 
 def _tokens(header: str) -> Iterator[tuple[str, float]]:
@@ -67,6 +70,16 @@ def gzip_accepted(accept_encoding: str) -> bool:
 
 
 RENDERS_KEY: Final = web.AppKey("renders", SharedRenders)
+TRIMS_KEY: Final = web.AppKey("trims", set[asyncio.Future[None]])
+
+
+def _give_back_memory(app: web.Application) -> None:
+    """Trim the heap in a thread, after this scrape's references to the texts are gone."""
+    trims = app[TRIMS_KEY]
+    if not trims:  # one at a time is enough
+        done = asyncio.ensure_future(asyncio.to_thread(trim))
+        trims.add(done)
+        done.add_done_callback(trims.discard)
 
 
 def _parts(exporter: Exporter, *, openmetrics: bool) -> list[Part]:
@@ -107,6 +120,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     def produce(openmetrics: bool) -> list[Part]:
         return _parts(exporter, openmetrics=openmetrics)
 
+    if not gzip:
+        exporter.collector.plain_wanted()
+
     with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:
         await response.prepare(request)
         try:
@@ -116,6 +132,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
             # The client left or stopped reading: end quietly, it is not our error.
             if request.transport is not None:
                 request.transport.abort()
+    if exporter.collector.take_settled_bytes() >= TRIM_AFTER_BYTES:
+        asyncio.get_running_loop().call_soon(_give_back_memory, request.app)
     return response
 
 
@@ -154,6 +172,7 @@ def create_app(exporter: Exporter, web_config: WebConfig | None = None) -> web.A
     app = web.Application(middlewares=middlewares)
     app[EXPORTER_KEY] = exporter
     app[RENDERS_KEY] = SharedRenders()
+    app[TRIMS_KEY] = set()
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/", landing)
     app.router.add_get("/healthz", healthz)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import shutil
 import subprocess
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from oms_exporter.collector import BLOCK_PROJECTS, ProjectCollector
+from oms_exporter.collector import BLOCK_PROJECTS, PLAIN_KEEP_SECONDS, ProjectCollector
 from oms_exporter.families import (
     LAG_FAMILY_NAME,
     LAG_HELP,
@@ -25,7 +27,7 @@ from oms_exporter.families import (
     Family,
     header,
 )
-from oms_exporter.gzipbody import KeptText
+from oms_exporter.gzipbody import KeptText, RunCrcs, gzip_pieces, units_of
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import (
     Api,
@@ -471,6 +473,7 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
     ids = [f"np_{index:04d}" for index in range(10 * BLOCK_PROJECTS + 7)]
     store.set_projects("oms-a:8089", ids)
     kept = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
+    runs = RunCrcs()
     for project_id in ids:  # every block full and kept before anything changes
         store.record_success("oms-a:8089", project_id, progress(project_id), now=NOW)
     kept.render()
@@ -496,7 +499,17 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
             fresh = ProjectCollector(
                 store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock
             )
-            assert family_samples(kept.render().decode()) == family_samples(fresh.render().decode())
+            expected = family_samples(fresh.render().decode())
+            assert family_samples(kept.render().decode()) == expected
+            # gzip: unchanged blocks are then kept as their segments alone, and inflated
+            assert family_samples(gzipped(kept, runs)) == expected
+
+
+def gzipped(collector: ProjectCollector, runs: RunCrcs) -> str:
+    """A gzip scrape's body, as the web layer makes it, inflated."""
+    units = units_of(collector.render_parts())
+    body = b"".join(asyncio.run(gzip_pieces(units, runs)))
+    return zlib.decompress(body, 31).decode()
 
 
 def kept_texts(collector: ProjectCollector) -> dict[str, bytes]:
@@ -504,7 +517,7 @@ def kept_texts(collector: ProjectCollector) -> dict[str, bytes]:
     return {
         part.text.split(b"{", 1)[0].decode(): part.text
         for part in collector.render_parts()
-        if isinstance(part, KeptText)
+        if isinstance(part, KeptText) and part.text is not None
     }
 
 
@@ -521,3 +534,27 @@ def test_a_block_rendered_again_to_the_same_lines_keeps_its_text_and_deflate(
     assert after["oms_project_full_progress_ratio"] != before["oms_project_full_progress_ratio"]
     assert after["oms_project_step_status"] is before["oms_project_step_status"]
     assert after["oms_project_info"] is before["oms_project_info"]
+
+
+def test_blocks_keep_only_their_segments_while_no_plain_scrape_comes(
+    store: Store, collector: ProjectCollector, clock: Clock
+):
+    """Prometheus scrapes with gzip: unchanged blocks then hold their deflated form alone,
+    and a plain scrape keeps their texts for PLAIN_KEEP_SECONDS."""
+    store.record_success("oms-a:8089", "np_1", progress(steps=TEN_STEPS), now=NOW)
+    runs = RunCrcs()
+    expected = gzipped(collector, runs)  # every block deflated
+    collector.plain_wanted()
+    gzipped(collector, runs)
+
+    def texts() -> list[bytes | None]:
+        return [part.text for part in collector.render_parts() if isinstance(part, KeptText)]
+
+    assert None not in texts()  # a plain scrape was just here
+    assert collector.take_settled_bytes() == 0
+    clock.now += PLAIN_KEEP_SECONDS
+    gzipped(collector, runs)  # the blocks settle
+    assert set(texts()) == {None}
+    assert collector.take_settled_bytes() > 1000
+    assert gzipped(collector, runs) == expected.replace("} 42.000", "} 72.000")  # the lag only
+    assert collector.render().decode() == gzipped(collector, runs)

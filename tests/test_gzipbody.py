@@ -1,7 +1,8 @@
-"""gzip bodies joined from cached deflate segments: one valid member, deflated once per text."""
+"""Bodies joined from kept blocks: one valid gzip member, each block deflated once."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import zlib
@@ -10,13 +11,24 @@ from dataclasses import dataclass
 import pytest
 
 from oms_exporter import gzipbody
-from oms_exporter.gzipbody import KeptText, gzip_pieces, segments_of
+from oms_exporter.gzipbody import (
+    Deflated,
+    KeptText,
+    RunCrcs,
+    crc32_combine,
+    gzip_pieces,
+    plain_pieces,
+    units_of,
+)
 
 
 @dataclass
-class Kept:
-    text: bytes
-    deflated: bytes | None = None
+class Block:
+    text: bytes | None
+    deflated: Deflated | None = None
+
+    def kept(self) -> KeptText:
+        return KeptText(self.text, self.deflated, self)
 
 
 def one_member(body: bytes) -> bytes:
@@ -32,50 +44,70 @@ def lines(prefix: str, count: int) -> bytes:
     return "".join(f'{prefix}{{project_id="p{i}"}} {i}.0\n' for i in range(count)).encode()
 
 
-async def body_of(parts: list[bytes | list[bytes] | KeptText]) -> bytes:
-    return b"".join(await gzip_pieces(segments_of(parts), piece_bytes=4096))
+Parts = list[bytes | list[bytes] | KeptText]
+
+
+async def gzip_body(parts: Parts, runs: RunCrcs | None = None) -> bytes:
+    return b"".join(await gzip_pieces(units_of(parts), runs or RunCrcs(), piece_bytes=4096))
+
+
+async def plain_body(parts: Parts) -> bytes:
+    return b"".join([piece async for piece in plain_pieces(units_of(parts))])
+
+
+def test_crc32_combine_is_zlibs():
+    a, b = os.urandom(10_007), os.urandom(14_003)
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+    assert crc32_combine(zlib.crc32(a), 0, 0) == zlib.crc32(a)
 
 
 async def test_joined_segments_are_one_gzip_member_of_the_whole_text():
-    blocks = [Kept(lines(f"family_{n}", 300)) for n in range(5)]
-    parts: list[bytes | list[bytes] | KeptText] = [b"# HELP a b\n"]
-    parts += [KeptText(block.text, block) for block in blocks]
+    blocks = [Block(lines(f"family_{n}", 300)) for n in range(5)]
+    blocks[2].deflated = gzipbody.deflate(blocks[2].text or b"")
+    blocks[2].text = None  # kept as its segment only
+    parts: Parts = [b"# HELP a b\n", *(block.kept() for block in blocks)]
     parts.append([b"lag 1.0\n"] * 50_000)  # made for the scrape: more than one segment
-    body = await body_of(parts)
-    expected = b"# HELP a b\n" + b"".join(b.text for b in blocks) + b"lag 1.0\n" * 50_000
-    assert one_member(body) == expected
-    assert len(body) < len(expected) / 5
+    expected = (
+        b"# HELP a b\n"
+        + b"".join(lines(f"family_{n}", 300) for n in range(5))
+        + b"lag 1.0\n" * 50_000
+    )
+    zipped = await gzip_body(parts)
+    assert one_member(zipped) == expected
+    assert len(zipped) < len(expected) / 5
+    assert await plain_body(parts) == expected
 
 
 async def test_an_empty_body_is_a_valid_member():
-    assert one_member(await body_of([])) == b""
+    assert one_member(await gzip_body([])) == b""
+    assert await plain_body([]) == b""
 
 
 @pytest.mark.skipif(shutil.which("gzip") is None, reason="needs the gzip command")
 async def test_the_gzip_command_accepts_the_body():
-    block = Kept(lines("x", 2000))
-    body = await body_of([b"head\n", KeptText(block.text, block), [b"tail\n"]])
-    done = subprocess.run(  # noqa: ASYNC221 - a short run of a local command
-        ["gzip", "-dc"], input=body, capture_output=True, check=True
-    )
-    assert done.stdout == b"head\n" + block.text + b"tail\n"
+    block = Block(lines("x", 2000))
+    body = await gzip_body([b"head\n", block.kept(), [b"tail\n"]])
+    gzip_command = ["gzip", "-dc"]
+    done = subprocess.run(gzip_command, input=body, capture_output=True, check=True)  # noqa: ASYNC221
+    assert done.stdout == b"head\n" + lines("x", 2000) + b"tail\n"
 
 
 async def test_a_kept_text_is_deflated_once_until_it_changes(monkeypatch: pytest.MonkeyPatch):
     deflated: list[bytes] = []
     real = gzipbody.deflate
 
-    def counting(text: bytes) -> bytes:
+    def counting(text: bytes) -> Deflated:
         deflated.append(text)
         return real(text)
 
     monkeypatch.setattr(gzipbody, "deflate", counting)
-    same, changing = Kept(lines("same", 100)), Kept(lines("changing", 100))
+    same, changing = Block(lines("same", 100)), Block(lines("changing", 100))
+    runs = RunCrcs()
 
-    def parts() -> list[bytes | list[bytes] | KeptText]:
-        return [KeptText(same.text, same), KeptText(changing.text, changing), [b"lag 2.0\n"]]
+    def parts() -> Parts:
+        return [same.kept(), changing.kept(), [b"lag 2.0\n"]]
 
-    first = one_member(await body_of(parts()))
+    first = one_member(await gzip_body(parts(), runs))
     assert same.text in deflated
     assert changing.text in deflated
     kept_segment = same.deflated
@@ -83,17 +115,19 @@ async def test_a_kept_text_is_deflated_once_until_it_changes(monkeypatch: pytest
 
     deflated.clear()
     changing.text, changing.deflated = lines("changed", 100), None
-    second = one_member(await body_of(parts()))
+    second = one_member(await gzip_body(parts(), runs))
     assert deflated == [changing.text, b"lag 2.0\n"]  # not the unchanged block
     assert same.deflated is kept_segment
-    assert second == same.text + changing.text + b"lag 2.0\n" != first
+    assert second == lines("same", 100) + lines("changed", 100) + b"lag 2.0\n" != first
+    third = one_member(await gzip_body(parts(), runs))  # the run's CRC from the cache
+    assert third == second
 
 
 async def test_a_text_replaced_while_deflating_does_not_take_the_old_segment():
     """The collector may render a block again while a scrape deflates its former text."""
-    block = Kept(lines("old", 100))
-    units = segments_of([KeptText(block.text, block)])
+    block = Block(lines("old", 100))
+    units = units_of([block.kept()])
     block.text = lines("new", 100)  # replaced before the threads are done
-    body = b"".join(await gzip_pieces(units))
+    body = b"".join(await gzip_pieces(units, RunCrcs()))
     assert one_member(body) == lines("old", 100)  # the scrape sends what it took
     assert block.deflated is None  # and caches nothing for the new text
