@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import ctypes
 import hashlib
-import http.client
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -221,22 +221,57 @@ class Fetched:
 
 
 def fetch(url: str, *, gzip: bool = False, timeout_seconds: float = 60.0) -> Fetched:
-    """GET `url` on a fresh connection, timing connect to last byte; the body stays as sent."""
+    """GET `url` on a fresh connection, timing connect to last byte; the body stays as sent.
+
+    A plain socket read into one buffer, as fast as the connection gives bytes: reading a
+    44 MB chunked body through http.client took 50-90 ms more than curl, which measured
+    the client, not the exporter. The answer is parsed once the timer has stopped.
+    """
     parts = urllib.parse.urlsplit(url)
-    path = parts.path + (f"?{parts.query}" if parts.query else "")
-    headers = {"Accept-Encoding": "gzip"} if gzip else {}  # else http.client says identity
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    host, port = parts.hostname or "127.0.0.1", parts.port or 80
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
+    request += "Accept-Encoding: gzip\r\n" if gzip else "Accept-Encoding: identity\r\n"
+    buffer = bytearray(1 << 20)
+    size = 0
     started_at = time.perf_counter()
-    connection = http.client.HTTPConnection(
-        parts.hostname or "127.0.0.1", parts.port, timeout=timeout_seconds
+    with socket.create_connection((host, port), timeout=timeout_seconds) as connection:
+        connection.sendall((request + "\r\n").encode())
+        while True:
+            if size == len(buffer):
+                buffer.extend(bytes(len(buffer)))  # doubled: a few times for a large body
+            got = connection.recv_into(memoryview(buffer)[size:])
+            if not got:
+                break
+            size += got
+    seconds = time.perf_counter() - started_at
+    return _parse_answer(bytes(memoryview(buffer)[:size]), seconds)
+
+
+def _parse_answer(raw: bytes, seconds: float) -> Fetched:
+    head, _, rest = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = {}
+    for line in header_lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        body, at = bytearray(), 0
+        while True:
+            line_end = rest.index(b"\r\n", at)
+            length = int(rest[at:line_end].split(b";")[0], 16)
+            if length == 0:
+                break
+            body += rest[line_end + 2 : line_end + 2 + length]
+            at = line_end + 2 + length + 2
+        payload = bytes(body)
+    elif "content-length" in headers:
+        payload = rest[: int(headers["content-length"])]
+    else:
+        payload = rest
+    return Fetched(
+        int(status_line.split()[1]), seconds, payload, headers.get("content-encoding", "")
     )
-    try:
-        connection.request("GET", path or "/", headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        seconds = time.perf_counter() - started_at
-        return Fetched(response.status, seconds, body, response.getheader("Content-Encoding", ""))
-    finally:
-        connection.close()
 
 
 def wait_until(
