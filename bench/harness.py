@@ -220,6 +220,18 @@ class Fetched:
     encoding: str
 
 
+# One buffer for every answer, made before any timer runs: growing one while timing cost
+# about 90 MB of allocating and copying per 44 MB answer. The baseline's bodies are the
+# largest, about 120 MB at 10,000 projects.
+_BUFFERS: list[bytearray] = []
+
+
+def _buffer() -> bytearray:
+    if not _BUFFERS:
+        _BUFFERS.append(bytearray(256 * 1024 * 1024))
+    return _BUFFERS[0]
+
+
 def fetch(url: str, *, gzip: bool = False, timeout_seconds: float = 60.0) -> Fetched:
     """GET `url` on a fresh connection, timing connect to last byte; the body stays as sent.
 
@@ -232,14 +244,14 @@ def fetch(url: str, *, gzip: bool = False, timeout_seconds: float = 60.0) -> Fet
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     request = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
     request += "Accept-Encoding: gzip\r\n" if gzip else "Accept-Encoding: identity\r\n"
-    buffer = bytearray(1 << 20)
+    buffer = _buffer()
     size = 0
     started_at = time.perf_counter()
     with socket.create_connection((host, port), timeout=timeout_seconds) as connection:
         connection.sendall((request + "\r\n").encode())
         while True:
             if size == len(buffer):
-                buffer.extend(bytes(len(buffer)))  # doubled: a few times for a large body
+                buffer.extend(bytes(len(buffer)))  # larger than any answer measured so far
             got = connection.recv_into(memoryview(buffer)[size:])
             if not got:
                 break
