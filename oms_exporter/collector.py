@@ -38,7 +38,7 @@ from oms_exporter.families import (
     label,
     render_family,
 )
-from oms_exporter.gzipbody import Deflated, KeptText, inflate
+from oms_exporter.gzipbody import Deflated, KeptText, inflate, text_of, units_of
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import ProjectProgress
 from oms_exporter.readiness import (
@@ -117,10 +117,12 @@ class _Block:
         assert self.deflated is not None, "a block without text keeps its segment"
         return inflate(self.deflated)
 
-    def settle(self) -> None:
-        """Unchanged since its segment was made: keep the segment alone."""
-        if self.deflated is not None:
-            self.text = None
+    def settle(self) -> int:
+        """Unchanged since its segment was made: keep the segment alone; the bytes freed."""
+        if self.text is None or self.deflated is None:
+            return 0
+        freed, self.text = len(self.text), None
+        return freed
 
 
 # Families whose lines depend only on the progress OMS reported.
@@ -387,7 +389,9 @@ class ProjectCollector:
                 stale.add(key)
         return frozenset(stale)
 
-    def _family_blocks(self, index: int, stale: frozenset[Key]) -> list[bytes | KeptText]:
+    def _family_blocks(
+        self, index: int, stale: frozenset[Key], *, settle: bool
+    ) -> list[bytes | KeptText]:
         """One family's blocks, the marked projects rendered again: a snapshot for one scrape.
 
         A stale project of a family hidden when stale is cut out of what is sent, and
@@ -398,13 +402,19 @@ class ProjectCollector:
         def lines(project: _Project) -> bytes:
             return render_family(family, project.state, project.labels).encode()
 
-        return self._kept_blocks(index, lines, stale if index in _HIDDEN else frozenset())
+        hidden = stale if index in _HIDDEN else frozenset()
+        return self._kept_blocks(index, lines, hidden, settle=settle)
 
     def _kept_blocks(
-        self, index: int, lines: Callable[[_Project], bytes], hidden: frozenset[Key]
+        self,
+        index: int,
+        lines: Callable[[_Project], bytes],
+        hidden: frozenset[Key],
+        *,
+        settle: bool,
     ) -> list[bytes | KeptText]:
+        """A kind's blocks for one scrape; with ``settle``, unchanged ones keep their segment."""
         out: list[bytes | KeptText] = []
-        settle = self._clock() >= self._plain_until
         for block, kept in enumerate(self._blocks[index]):
             start = block * BLOCK_PROJECTS
             keys = self._order[start : start + BLOCK_PROJECTS]
@@ -422,9 +432,8 @@ class ProjectCollector:
                     out.append(text)
             elif kept.ends and kept.ends[-1]:  # the end of its last project: its size
                 out.append(KeptText(kept.text, kept.deflated, kept))
-                if settle and not changed and kept.text is not None and kept.deflated is not None:
-                    self._settled_bytes += len(kept.text)
-                    kept.settle()
+                if settle and not changed:
+                    self._settled_bytes += kept.settle()
         return out
 
     def _render_marked(
@@ -464,7 +473,7 @@ class ProjectCollector:
             self._headers[key] = text
         return text
 
-    def _readiness(self, now: float, *, openmetrics: bool) -> list[Part]:
+    def _readiness(self, now: float, *, openmetrics: bool, settle: bool) -> list[Part]:
         """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
         for key, project in self._projects.items():
             cutover = project.cutover
@@ -491,7 +500,7 @@ class ProjectCollector:
             (_READY, _READY_FAMILY, _ready_line),
             (_BLOCKED, _BLOCKED_FAMILY, _blocked_lines),
         ):
-            blocks = self._kept_blocks(index, lines, frozenset())
+            blocks = self._kept_blocks(index, lines, frozenset(), settle=settle)
             if blocks and self._scrape_time_allowed[family.name]:
                 out += [self._header(family, openmetrics), *blocks]
         return out
@@ -506,17 +515,18 @@ class ProjectCollector:
         return settled
 
     def render(self, *, openmetrics: bool = False) -> bytes:
-        return b"".join(pieces(self.render_parts(openmetrics=openmetrics)))
+        return b"".join(map(text_of, units_of(self.render_parts(openmetrics=openmetrics))))
 
     def render_parts(self, *, openmetrics: bool = False) -> list[Part]:
-        """The exposition as headers and line lists, to be sent in bounded pieces."""
+        """The exposition as headers, kept blocks and line lists, to be sent in bounded pieces."""
         now = self._clock()
         stale = self._stale(now)
+        settle = now >= self._plain_until  # no plain scrape lately
         out: list[Part] = []
         for index, family in enumerate(PROJECT_FAMILIES):
             if not self._allowed[index]:  # denied: never rendered, costs nothing
                 continue
-            blocks = self._family_blocks(index, stale)
+            blocks = self._family_blocks(index, stale, settle=settle)
             if blocks:
                 out.append(self._header(family, openmetrics))
                 out.extend(blocks)
@@ -536,7 +546,7 @@ class ProjectCollector:
         if lag_lines and allowed[LAG_FAMILY_NAME]:
             out.append(self._header(_LAG, openmetrics))
             out.append("".join(lag_lines).encode())
-        out.extend(self._readiness(now, openmetrics=openmetrics))
+        out.extend(self._readiness(now, openmetrics=openmetrics, settle=settle))
         if ahead and allowed[SKEW_FAMILY_NAME]:
             out.append(self._header(_SKEW, openmetrics))
             out.append(
@@ -546,39 +556,3 @@ class ProjectCollector:
                 ).encode()
             )
         return out
-
-
-def inflate_segment(part: KeptText) -> bytes:
-    assert part.deflated is not None, "a block without text keeps its segment"
-    return inflate(part.deflated)
-
-
-def pieces(
-    parts: list[Part], *, batch: int = 1024, piece_bytes: int = 128 * 1024
-) -> Iterator[bytes]:
-    """Join parts into pieces of about ``piece_bytes``: memory stays bounded however large
-    the body, and a piece is one write. A line list is joined a batch of lines at a time.
-
-    Pieces of about 128 KB (1,024 lines are about 110 KB with 10 steps) stay under
-    glibc's mmap threshold, so they reuse the heap instead of raising that threshold and
-    leaving it fragmented.
-    """
-    pending: list[bytes] = []
-    size = 0
-    for part in parts:
-        if isinstance(part, KeptText):
-            part = part.text if part.text is not None else inflate_segment(part)
-        if isinstance(part, bytes):
-            pending.append(part)
-            size += len(part)
-            if size >= piece_bytes:
-                yield b"".join(pending)
-                pending, size = [], 0
-            continue
-        if pending:
-            yield b"".join(pending)
-            pending, size = [], 0
-        for start in range(0, len(part), batch):
-            yield b"".join(part[start : start + batch])
-    if pending:
-        yield b"".join(pending)

@@ -83,6 +83,14 @@ def _deflate_all(texts: list[bytes]) -> list[Deflated]:
     return [deflate(text) for text in texts]
 
 
+def text_of(unit: Unit) -> bytes:
+    """A unit's text, inflated again if only its segment is kept."""
+    if isinstance(unit, KeptText) and unit.text is None:
+        assert unit.deflated is not None, "a block without text keeps its segment"
+        return inflate(unit.deflated)
+    return _text(unit)
+
+
 def _text(unit: Unit) -> bytes:
     if isinstance(unit, bytes):
         return unit
