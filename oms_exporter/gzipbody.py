@@ -11,8 +11,9 @@ about 9 % worse than one stream, as no segment sees the text before it.
 
 A block that stays the same keeps only its segment (about 1/20 of its text) while only
 gzip scrapes come: the exposition of 10,000 projects then takes a few MB instead of 44.
-A plain scrape inflates such blocks again, in a worker thread a batch ahead of what it
-sends, and gives them their text back for a while (collector.PLAIN_KEEP_SECONDS).
+A plain scrape inflates such blocks again as it sends them (inflating is about 20 times
+faster than deflating) and gives them their text back for a while
+(collector.PLAIN_KEEP_SECONDS).
 
 One member, not one per segment: a client that reads only the first member of a
 multi-member body would get a truncated exposition without an error. The CRCs of kept
@@ -24,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import struct
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
@@ -34,10 +35,9 @@ LEVEL: Final = 1
 HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
 # An empty final block of fixed Huffman codes: what ends the stream after sync-flushed parts.
 FINAL_BLOCK: Final = b"\x03\x00"
-# Lines made for one scrape are deflated in segments of about this size, and a plain scrape
-# inflates kept blocks in batches of about this much text per thread hop.
+# Lines made for one scrape are deflated in segments of about this size; bodies are sent
+# in pieces of about this size.
 SEGMENT_BYTES: Final = 128 * 1024
-INFLATE_BATCH_BYTES: Final = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,69 +248,31 @@ def _join(segments: list[Deflated], crc: int, size: int, piece_bytes: int) -> It
     yield b"".join(pending)
 
 
-def _inflate_all(segments: list[Deflated]) -> list[bytes]:
-    return [inflate(segment) for segment in segments]
-
-
-def _batches(units: list[Unit]) -> Iterator[tuple[list[Unit], list[Deflated]]]:
-    """Runs of units holding about INFLATE_BATCH_BYTES of text kept deflated, in order."""
-    start = 0
-    while start < len(units):
-        batch: list[Deflated] = []
-        batch_bytes = 0
-        end = start
-        while end < len(units) and batch_bytes < INFLATE_BATCH_BYTES:
-            unit = units[end]
-            if isinstance(unit, KeptText) and unit.text is None:
-                assert unit.deflated is not None, "a block without text keeps its segment"
-                batch.append(unit.deflated)
-                batch_bytes += unit.deflated.size
-            end += 1
-        yield units[start:end], batch
-        start = end
-
-
-async def plain_pieces(
-    units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES
-) -> AsyncIterator[bytes]:
+def plain_pieces(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iterator[bytes]:
     """The plain body of ``units``, in pieces of about ``piece_bytes``.
 
-    Blocks kept only deflated are inflated in a worker thread a batch ahead of what is
-    sent, about INFLATE_BATCH_BYTES of text at a time, so that inflating runs beside the
-    writes; each gets its text back, for the plain scrapes that follow.
+    Blocks kept only deflated are inflated here, on the event loop, a piece at a time
+    (about 0.1 ms per piece; 25 ms for the whole 44 MB at 10,000 projects): in a worker
+    thread each of some 3,000 small segments waited for the GIL twice, and a scrape that
+    found them settled took 136 ms instead of 60. Each gets its text back, for the plain
+    scrapes that follow.
     """
     pending: list[bytes] = []
     pending_bytes = 0
-    batches = _batches(units)
-
-    def ahead() -> tuple[list[Unit], asyncio.Future[list[bytes]]] | None:
-        got = next(batches, None)
-        if got is None:
-            return None
-        run, segments = got
-        return run, asyncio.ensure_future(asyncio.to_thread(_inflate_all, segments))
-
-    coming = ahead()
-    while coming is not None:
-        run, inflating = coming
-        try:
-            inflated = iter(await inflating)
-        except BaseException:
-            inflating.cancel()
-            raise
-        coming = ahead()
-        for unit in run:
-            text = unit if isinstance(unit, bytes) else unit.text
-            if text is None:
-                assert isinstance(unit, KeptText)
-                text = next(inflated)
-                if unit.cache.text is None and unit.cache.deflated is unit.deflated:
-                    unit.cache.text = text  # kept while plain scrapes come
-            pending.append(text)
-            pending_bytes += len(pending[-1])
-            if pending_bytes >= piece_bytes:
-                yield b"".join(pending)
-                pending, pending_bytes = [], 0
+    for unit in units:
+        if isinstance(unit, bytes):
+            text = unit
+        elif unit.text is not None:
+            text = unit.text
+        else:
+            text = text_of(unit)
+            if unit.cache.text is None and unit.cache.deflated is unit.deflated:
+                unit.cache.text = text  # kept while plain scrapes come
+        pending.append(text)
+        pending_bytes += len(text)
+        if pending_bytes >= piece_bytes:
+            yield b"".join(pending)
+            pending, pending_bytes = [], 0
     if pending:
         yield b"".join(pending)
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Final
 
 from oms_exporter.collector import Part
-from oms_exporter.gzipbody import RunCrcs, Unit, gzip_pieces, plain_pieces, units_of
+from oms_exporter.gzipbody import RunCrcs, gzip_pieces, plain_pieces, units_of
 
 # Builds the exposition's parts (headers, kept blocks, line lists) for one format:
 # True = OpenMetrics.
@@ -51,7 +51,11 @@ class Render:
         self._until = monotonic() + window_seconds
         # The kept blocks as they are at this scrape, the rest joined into segments.
         units = units_of(parts)
-        self._source = _gzip(units, runs) if gzip else plain_pieces(units)
+        self._runs = runs
+        # Plain pieces come straight from the blocks; gzip ones once what no block holds
+        # deflated is deflated, in worker threads (the one step that waits).
+        self._source: Iterator[bytes] | None = None if gzip else plain_pieces(units)
+        self._units = units if gzip else []
         self._step: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self._pieces: list[bytes | None] = []
@@ -93,8 +97,11 @@ class Render:
         while index >= len(self._pieces) and not self._done:
             if self._failed is not None:  # every reader fails, none gets a cut body
                 raise self._failed
+            if self._source is not None:
+                self._next()
+                continue
             if self._step is None:
-                self._step = asyncio.create_task(self._next())
+                self._step = asyncio.create_task(self._deflate())
             # Shielded: a reader that hangs up must not lose what the others need.
             await asyncio.shield(self._step)
         if index >= len(self._pieces):
@@ -114,13 +121,22 @@ class Render:
             self._kept_bytes += len(piece)
             self._close_if_due()  # too old or too large to keep whole: passed pieces can go
 
-    async def _next(self) -> None:
+    def _next(self) -> None:
+        assert self._source is not None
         try:
-            self._add(await anext(self._source, None))
+            self._add(next(self._source, None))
+        except Exception as error:
+            self._failed = error
+            raise
+
+    async def _deflate(self) -> None:
+        try:
+            self._source = await gzip_pieces(self._units, self._runs)
         except Exception as error:
             self._failed = error
             raise
         finally:
+            self._units = []  # the source holds what it needs
             self._step = None
 
     def _drop_passed(self) -> None:
@@ -132,11 +148,6 @@ class Render:
             self._pieces[self._low] = None
             del self._at[self._low]
             self._low += 1
-
-
-async def _gzip(units: list[Unit], runs: RunCrcs) -> AsyncIterator[bytes]:
-    for piece in await gzip_pieces(units, runs):
-        yield piece
 
 
 class SharedRenders:

@@ -26,10 +26,8 @@ from oms_exporter.webconfig import WebConfig, auth_middleware
 EXPORTER_KEY: Final = web.AppKey("exporter", Exporter)
 TEXT_CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; charset=utf-8"
-# Written a slice at a time, each drained before the next: a slow client holds one slice
-# and the transport's 64 KiB, not a copy of the body.
-WRITE_BYTES: Final = 64 * 1024
-# A client that takes a slice this long is not reading: drop it, and its hold on a render.
+# A client that takes a piece (about 128 KiB) this long is not reading: drop it, and its
+# hold on a render.
 WRITE_STALL_TIMEOUT_SECONDS: Final = 30.0
 # Once kept blocks let go of this much text, freed heap pages are given back (heap.trim).
 TRIM_AFTER_BYTES: Final = 1024 * 1024
@@ -93,12 +91,13 @@ def _parts(exporter: Exporter, *, openmetrics: bool) -> list[Part]:
 
 
 async def _send(response: web.StreamResponse, reader: Reader) -> None:
-    """Write every piece in slices; a stalled client raises TimeoutError."""
+    """Write every piece, each drained before the next; a stalled client raises TimeoutError.
+
+    A slow client holds one piece and the transport's buffer, not a copy of the body.
+    """
     while (piece := await reader.next_piece()) is not None:
-        view = memoryview(piece)
-        for start in range(0, len(view), WRITE_BYTES):
-            async with asyncio.timeout(WRITE_STALL_TIMEOUT_SECONDS):
-                await response.write(view[start : start + WRITE_BYTES])
+        async with asyncio.timeout(WRITE_STALL_TIMEOUT_SECONDS):
+            await response.write(piece)
         # A fast client never makes write() wait: yield anyway, so that one large body does
         # not hold the loop, and scrapes arriving meanwhile can join this render.
         await asyncio.sleep(0)

@@ -51,8 +51,8 @@ async def gzip_body(parts: Parts, runs: RunCrcs | None = None) -> bytes:
     return b"".join(await gzip_pieces(units_of(parts), runs or RunCrcs(), piece_bytes=4096))
 
 
-async def plain_body(parts: Parts) -> bytes:
-    return b"".join([piece async for piece in plain_pieces(units_of(parts))])
+def plain_body(parts: Parts) -> bytes:
+    return b"".join(plain_pieces(units_of(parts)))
 
 
 def test_crc32_combine_is_zlibs():
@@ -75,12 +75,12 @@ async def test_joined_segments_are_one_gzip_member_of_the_whole_text():
     zipped = await gzip_body(parts)
     assert one_member(zipped) == expected
     assert len(zipped) < len(expected) / 5
-    assert await plain_body(parts) == expected
+    assert plain_body(parts) == expected
 
 
 async def test_an_empty_body_is_a_valid_member():
     assert one_member(await gzip_body([])) == b""
-    assert await plain_body([]) == b""
+    assert plain_body([]) == b""
 
 
 @pytest.mark.skipif(shutil.which("gzip") is None, reason="needs the gzip command")
