@@ -15,6 +15,7 @@ project's status and a forward checkpoint being present.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -237,11 +238,49 @@ def clock_blocked(
     max_lag_seconds: float,
 ) -> tuple[bool, bool]:
     """Whether ``stale`` and ``lag`` block: the verdicts alone, cheap enough per scrape."""
-    stale = (
-        not up or last_success_seconds is None or now - last_success_seconds > 2 * interval_seconds
+    stale, lag, _span = clock_blocked_span(
+        up=up,
+        last_success_seconds=last_success_seconds,
+        checkpoint_seconds=checkpoint_seconds,
+        now=now,
+        interval_seconds=interval_seconds,
+        max_lag_seconds=max_lag_seconds,
     )
-    lag = checkpoint_seconds is None or max(0.0, now - checkpoint_seconds) > max_lag_seconds
     return stale, lag
+
+
+def clock_blocked_span(
+    *,
+    up: bool,
+    last_success_seconds: float | None,
+    checkpoint_seconds: float | None,
+    now: float,
+    interval_seconds: float,
+    max_lag_seconds: float,
+) -> tuple[bool, bool, tuple[float, float]]:
+    """The verdicts of ``stale`` and ``lag``, and the times ``(after, until]`` they hold for.
+
+    Each starts to block once the time passes a limit (the last success plus two poll
+    intervals, the checkpoint plus the allowed lag), or blocks whatever the time. Until
+    what it reads changes, a scrape whose time is in the span can keep the verdicts: at
+    10,000 projects deciding them all again took most of a scrape's own work.
+    """
+    limits = []
+    stale = not up or last_success_seconds is None
+    if not stale:
+        assert last_success_seconds is not None
+        stale_from = last_success_seconds + 2 * interval_seconds
+        stale = now > stale_from
+        limits.append(stale_from)
+    lag = checkpoint_seconds is None  # the lag is never below 0, and max_lag_seconds >= 0
+    if not lag:
+        assert checkpoint_seconds is not None
+        lag_from = checkpoint_seconds + max_lag_seconds
+        lag = now > lag_from
+        limits.append(lag_from)
+    after = max((limit for limit in limits if limit < now), default=-math.inf)
+    until = min((limit for limit in limits if limit >= now), default=math.inf)
+    return stale, lag, (after, until)
 
 
 def assemble(settled: tuple[Check, ...], clock: tuple[Check, Check]) -> Readiness:

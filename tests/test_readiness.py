@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from oms_exporter.model import (
     VERIFY_RESULTS,
@@ -16,7 +19,12 @@ from oms_exporter.model import (
     ProjectProgress,
     Step,
 )
-from oms_exporter.readiness import BLOCKERS, applies, assess
+from oms_exporter.readiness import (
+    BLOCKERS,
+    applies,
+    assess,
+    clock_blocked_span,
+)
 
 NOW = 1_800_000_000.0
 INTERVAL = 30.0
@@ -151,3 +159,46 @@ def test_a_finished_verification_whose_result_is_unknown_blocks():
     assert readiness.blockers == ("verification_inconsistent",)
     (check,) = [c for c in readiness.checks if c.blocker == "verification_inconsistent"]
     assert check.detail == "verification done, its result unknown"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    up=st.booleans(),
+    last_success=st.none() | st.floats(NOW - 300, NOW + 300),
+    checkpoint=st.none() | st.floats(NOW - 300, NOW + 300),
+    interval=st.floats(1, 120),
+    max_lag=st.floats(0, 300),
+    times=st.lists(st.floats(NOW - 600, NOW + 600), min_size=1, max_size=20),
+)
+def test_verdicts_kept_over_their_span_are_those_decided_afresh(
+    up: bool,
+    last_success: float | None,
+    checkpoint: float | None,
+    interval: float,
+    max_lag: float,
+    times: list[float],
+):
+    """A scrape whose time is in the span keeps the verdicts; the clock may also go back."""
+    stale_from = last_success + 2 * interval if last_success is not None else None
+    lag_from = checkpoint + max_lag if checkpoint is not None else None
+    kept: tuple[bool, bool] | None = None
+    span = (math.inf, -math.inf)
+    for now in times:
+        if not span[0] < now <= span[1]:
+            stale, lag, span = clock_blocked_span(
+                up=up,
+                last_success_seconds=last_success,
+                checkpoint_seconds=checkpoint,
+                now=now,
+                interval_seconds=interval,
+                max_lag_seconds=max_lag,
+            )
+            kept = (stale, lag)
+        # As readiness has always read them; within rounding of a limit, ``now - a > b``
+        # and ``now > a + b`` may differ.
+        fresh_stale = not up or last_success is None or now - last_success > 2 * interval
+        fresh_lag = checkpoint is None or max(0.0, now - checkpoint) > max_lag
+        at_a_limit = any(
+            limit is not None and abs(now - limit) < 1e-6 for limit in (stale_from, lag_from)
+        )
+        assert kept == (fresh_stale, fresh_lag) or at_a_limit
