@@ -338,9 +338,6 @@ def watch_memory(
         "rss_watch_warm_mb": warm[0][1],
         "rss_watch_end_mb": points[-1][1],
         "rss_watch_max_mb": max(mb for _, mb in points),
-        # After the warm-up: a plain scrape keeps the blocks' texts for 30 s
-        # (collector.PLAIN_KEEP_SECONDS), and the latency scrapes before the watch are plain.
-        "rss_watch_warm_max_mb": max(mb for _, mb in warm),
         "rss_watch_slope_mb_per_min": _slope(warm) * 60 if len(warm) > 2 else 0.0,
     }
 

@@ -70,9 +70,6 @@ _BLOCKED = _READY + 1
 _KINDS = _BLOCKED + 1
 # What a scrape is made of: headers and kept blocks, and line lists made for that scrape.
 Part = bytes | list[bytes] | KeptText
-# A plain scrape keeps the blocks' texts for this long: while only gzip scrapes come
-# (Prometheus's default), blocks that do not change are kept as their segments alone.
-PLAIN_KEEP_SECONDS: Final = 30.0
 # Projects per kept block: about 14 KB a block for the 10 lines of steps of each.
 BLOCK_PROJECTS: Final = 128
 
@@ -325,7 +322,6 @@ class ProjectCollector:
         self._headers: dict[tuple[str, bool], bytes] = {}
         self._settled_bytes = 0  # text freed since take_settled_bytes was last asked
         self._lag_table: _LagTable | None = None  # made again when a lag line changes
-        self._plain_until = float("-inf")  # blocks keep their texts until then
         self.configure(
             stale_after_seconds=stale_after_seconds, poll_interval_seconds=poll_interval_seconds
         )
@@ -443,9 +439,7 @@ class ProjectCollector:
                 stale.add(key)
         return frozenset(stale)
 
-    def _family_blocks(
-        self, index: int, stale: frozenset[Key], *, settle: bool
-    ) -> list[bytes | KeptText]:
+    def _family_blocks(self, index: int, stale: frozenset[Key]) -> list[bytes | KeptText]:
         """One family's blocks, the marked projects rendered again: a snapshot for one scrape.
 
         A stale project of a family hidden when stale is cut out of what is sent, and
@@ -457,17 +451,15 @@ class ProjectCollector:
             return render_family(family, project.state, project.labels).encode()
 
         hidden = stale if index in _HIDDEN else frozenset()
-        return self._kept_blocks(index, lines, hidden, settle=settle)
+        return self._kept_blocks(index, lines, hidden)
 
     def _kept_blocks(
         self,
         index: int,
         lines: Callable[[_Project], bytes],
         hidden: frozenset[Key],
-        *,
-        settle: bool,
     ) -> list[bytes | KeptText]:
-        """A kind's blocks for one scrape; with ``settle``, unchanged ones keep their segment."""
+        """A kind's blocks for one scrape; unchanged ones keep their segment alone, if made."""
         out: list[bytes | KeptText] = []
         for block, kept in enumerate(self._blocks[index]):
             changed = bool(kept.marked)
@@ -488,7 +480,7 @@ class ProjectCollector:
                     continue
             if kept.ends and kept.ends[-1]:  # the end of its last project: its size
                 out.append(KeptText(kept.text, kept.deflated, kept))
-                if settle and not changed:
+                if not changed:
                     self._settled_bytes += kept.settle()
         return out
 
@@ -529,7 +521,7 @@ class ProjectCollector:
             self._headers[key] = text
         return text
 
-    def _readiness(self, now: float, *, openmetrics: bool, settle: bool) -> list[Part]:
+    def _readiness(self, now: float, *, openmetrics: bool) -> list[Part]:
         """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
         for key, project in self._projects.items():
             cutover = project.cutover
@@ -559,14 +551,10 @@ class ProjectCollector:
             (_READY, _READY_FAMILY, _ready_line),
             (_BLOCKED, _BLOCKED_FAMILY, _blocked_lines),
         ):
-            blocks = self._kept_blocks(index, lines, frozenset(), settle=settle)
+            blocks = self._kept_blocks(index, lines, frozenset())
             if blocks and self._scrape_time_allowed[family.name]:
                 out += [self._header(family, openmetrics), *blocks]
         return out
-
-    def plain_wanted(self) -> None:
-        """A plain scrape is coming: keep the texts (and restore them) for a while."""
-        self._plain_until = self._clock() + PLAIN_KEEP_SECONDS
 
     def take_settled_bytes(self) -> int:
         """How much text blocks let go since the last call (see heap.trim)."""
@@ -580,12 +568,11 @@ class ProjectCollector:
         """The exposition as headers, kept blocks and line lists, to be sent in bounded pieces."""
         now = self._clock()
         stale = self._stale(now)
-        settle = now >= self._plain_until  # no plain scrape lately
         out: list[Part] = []
         for index, family in enumerate(PROJECT_FAMILIES):
             if not self._allowed[index]:  # denied: never rendered, costs nothing
                 continue
-            blocks = self._family_blocks(index, stale, settle=settle)
+            blocks = self._family_blocks(index, stale)
             if blocks:
                 out.append(self._header(family, openmetrics))
                 out.extend(blocks)
@@ -601,7 +588,7 @@ class ProjectCollector:
         if lag_lines and allowed[LAG_FAMILY_NAME]:
             out.append(self._header(_LAG, openmetrics))
             out.append("".join(lag_lines).encode())
-        out.extend(self._readiness(now, openmetrics=openmetrics, settle=settle))
+        out.extend(self._readiness(now, openmetrics=openmetrics))
         if ahead and allowed[SKEW_FAMILY_NAME]:
             out.append(self._header(_SKEW, openmetrics))
             out.append(

@@ -9,11 +9,11 @@ exporter's own metrics). At 10,000 projects with 10 steps level-1 zlib of the wh
 body took 230 ms of a 2-core machine, most of a gzip scrape. Joined segments compress
 about 9 % worse than one stream, as no segment sees the text before it.
 
-A block that stays the same keeps only its segment (about 1/20 of its text) while only
-gzip scrapes come: the exposition of 10,000 projects then takes a few MB instead of 44.
-A plain scrape inflates such blocks again as it sends them (inflating is about 20 times
-faster than deflating) and gives them their text back for a while
-(collector.PLAIN_KEEP_SECONDS).
+A block that stays the same through a scrape once it has its segment keeps only the
+segment (about 1/20 of its text): the exposition of 10,000 projects then takes a few MB
+instead of 44. A plain scrape inflates such blocks as it sends them and lets the texts go
+again: inflating all 44 MB takes about 25 ms, and keeping them for plain readers cost
+40 MB of RSS whenever one came.
 
 One member, not one per segment: a client that reads only the first member of a
 multi-member body would get a truncated exposition without an error. The CRCs of kept
@@ -248,33 +248,59 @@ def _join(segments: list[Deflated], crc: int, size: int, piece_bytes: int) -> It
     yield b"".join(pending)
 
 
-def plain_pieces(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iterator[bytes]:
-    """The plain body of ``units``, in pieces of about ``piece_bytes``.
-
-    Blocks kept only deflated are inflated here, on the event loop, a piece at a time
-    (about 0.1 ms per piece; 25 ms for the whole 44 MB at 10,000 projects): in a worker
-    thread each of some 3,000 small segments waited for the GIL twice, and a scrape that
-    found them settled took 136 ms instead of 60. Each gets its text back, for the plain
-    scrapes that follow.
-    """
-    pending: list[bytes] = []
-    pending_bytes = 0
+def plain_groups(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iterator[list[Unit]]:
+    """The units in runs of about ``piece_bytes`` of text: each run is a piece of a plain body."""
+    group: list[Unit] = []
+    size = 0
     for unit in units:
-        if isinstance(unit, bytes):
-            text = unit
-        elif unit.text is not None:
-            text = unit.text
-        else:
-            text = text_of(unit)
-            if unit.cache.text is None and unit.cache.deflated is unit.deflated:
-                unit.cache.text = text  # kept while plain scrapes come
-        pending.append(text)
-        pending_bytes += len(text)
-        if pending_bytes >= piece_bytes:
-            yield b"".join(pending)
-            pending, pending_bytes = [], 0
-    if pending:
-        yield b"".join(pending)
+        group.append(unit)
+        size += text_size(unit)
+        if size >= piece_bytes:
+            yield group
+            group, size = [], 0
+    if group:
+        yield group
+
+
+def text_size(unit: Unit) -> int:
+    if isinstance(unit, bytes):
+        return len(unit)
+    if unit.text is not None:
+        return len(unit.text)
+    assert unit.deflated is not None, "a block without text keeps its segment"
+    return unit.deflated.size
+
+
+def settled(unit: Unit) -> bool:
+    """Kept as its segment alone: its text must be inflated to be sent."""
+    return isinstance(unit, KeptText) and unit.text is None
+
+
+def plain_text(units: list[Unit]) -> bytes:
+    """The text of a run of units; the texts of settled blocks are not kept.
+
+    Each run of settled blocks is inflated in one call: their segments joined are one
+    deflate stream whose text is theirs joined. About 0.1 ms per 128 KB piece: all 44 MB
+    of 10,000 projects take about 25 ms.
+    """
+    texts: list[bytes] = []
+    segments: list[bytes] = []
+    for unit in units:
+        if isinstance(unit, KeptText) and unit.text is None:
+            assert unit.deflated is not None, "a block without text keeps its segment"
+            segments.append(unit.deflated.data)
+            continue
+        if segments:
+            texts.append(_inflate_joined(segments))
+            segments = []
+        texts.append(_text(unit))
+    if segments:
+        texts.append(_inflate_joined(segments))
+    return texts[0] if len(texts) == 1 else b"".join(texts)
+
+
+def _inflate_joined(segments: list[bytes]) -> bytes:
+    return zlib.decompressobj(-15).decompress(b"".join(segments))
 
 
 def units_of(parts: list[bytes | list[bytes] | KeptText]) -> list[Unit]:

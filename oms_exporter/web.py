@@ -119,9 +119,6 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     def produce(openmetrics: bool) -> list[Part]:
         return _parts(exporter, openmetrics=openmetrics)
 
-    if not gzip:
-        exporter.collector.plain_wanted()
-
     with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:
         await response.prepare(request)
         try:

@@ -22,7 +22,6 @@ WATCH = {  # RSS over time: the first configuration at the largest count only
     "ours_rss_watch_warm_mb",
     "ours_rss_watch_end_mb",
     "ours_rss_watch_max_mb",
-    "ours_rss_watch_warm_max_mb",
     "ours_rss_watch_slope_mb_per_min",
 }
 FIGURES = {

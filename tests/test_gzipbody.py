@@ -17,7 +17,8 @@ from oms_exporter.gzipbody import (
     RunCrcs,
     crc32_combine,
     gzip_pieces,
-    plain_pieces,
+    plain_groups,
+    plain_text,
     units_of,
 )
 
@@ -52,7 +53,7 @@ async def gzip_body(parts: Parts, runs: RunCrcs | None = None) -> bytes:
 
 
 def plain_body(parts: Parts) -> bytes:
-    return b"".join(plain_pieces(units_of(parts)))
+    return b"".join(map(plain_text, plain_groups(units_of(parts))))
 
 
 def test_crc32_combine_is_zlibs():
