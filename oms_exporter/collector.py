@@ -13,6 +13,7 @@ re-renders its two lines of last success and checkpoint once per scrape, not per
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from array import array
@@ -39,7 +40,7 @@ from oms_exporter.families import (
     label,
     render_family,
 )
-from oms_exporter.gzipbody import Deflated, KeptText, inflate, text_of, units_of
+from oms_exporter.gzipbody import Deflated, KeptText, deflate_kept, inflate, plain_text, units_of
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import ProjectProgress
 from oms_exporter.readiness import (
@@ -223,6 +224,17 @@ def _blocked_lines(project: _Project) -> bytes:
         f"{1.0 if blocker in held else 0.0}\n"
         for blocker in BLOCKERS
     ).encode()
+
+
+def _family_lines(family: Family) -> Callable[[_Project], bytes]:
+    def lines(project: _Project) -> bytes:
+        return render_family(family, project.state, project.labels).encode()
+
+    return lines
+
+
+# Per kind of kept block (the families, then the readiness lines): a project's lines.
+_LINES: Final = [*map(_family_lines, PROJECT_FAMILIES), _ready_line, _blocked_lines]
 
 
 def _cutover(
@@ -445,29 +457,18 @@ class ProjectCollector:
         A stale project of a family hidden when stale is cut out of what is sent, and
         kept: it comes back once the project is polled again.
         """
-        family = PROJECT_FAMILIES[index]
-
-        def lines(project: _Project) -> bytes:
-            return render_family(family, project.state, project.labels).encode()
-
         hidden = stale if index in _HIDDEN else frozenset()
-        return self._kept_blocks(index, lines, hidden)
+        return self._kept_blocks(index, hidden)
 
-    def _kept_blocks(
-        self,
-        index: int,
-        lines: Callable[[_Project], bytes],
-        hidden: frozenset[Key],
-    ) -> list[bytes | KeptText]:
+    def _kept_blocks(self, index: int, hidden: frozenset[Key]) -> list[bytes | KeptText]:
         """A kind's blocks for one scrape; unchanged ones keep their segment alone, if made."""
         out: list[bytes | KeptText] = []
         for block, kept in enumerate(self._blocks[index]):
             changed = bool(kept.marked)
             if changed or hidden:  # most blocks are neither, between poll rounds
-                start = block * BLOCK_PROJECTS
-                keys = self._order[start : start + BLOCK_PROJECTS]
+                keys = self._keys(block)
                 if changed:
-                    self._render_marked(lines, kept, keys)
+                    self._render_marked(_LINES[index], kept, keys)
                 if hidden and not hidden.isdisjoint(keys):
                     text = kept.lines()
                     text = b"".join(
@@ -483,6 +484,11 @@ class ProjectCollector:
                 if not changed:
                     self._settled_bytes += kept.settle()
         return out
+
+    def _keys(self, block: int) -> list[Key | None]:
+        """The projects of a block, by position; None where one was removed."""
+        start = block * BLOCK_PROJECTS
+        return self._order[start : start + BLOCK_PROJECTS]
 
     def _render_marked(
         self, lines: Callable[[_Project], bytes], kept: _Block, keys: list[Key | None]
@@ -523,6 +529,16 @@ class ProjectCollector:
 
     def _readiness(self, now: float, *, openmetrics: bool) -> list[Part]:
         """Cut-over readiness at the time of the scrape: a frozen OMS never looks ready."""
+        self._decide_readiness(now)
+        out: list[Part] = []
+        for index, family in ((_READY, _READY_FAMILY), (_BLOCKED, _BLOCKED_FAMILY)):
+            blocks = self._kept_blocks(index, frozenset())
+            if blocks and self._scrape_time_allowed[family.name]:
+                out += [self._header(family, openmetrics), *blocks]
+        return out
+
+    def _decide_readiness(self, now: float) -> None:
+        """Decide what holds each project at ``now``; mark the projects where it changed."""
         for key, project in self._projects.items():
             cutover = project.cutover
             if cutover is None:
@@ -546,15 +562,32 @@ class ProjectCollector:
                 block, position = divmod(self._slot[key], BLOCK_PROJECTS)
                 self._blocks[_READY][block].mark(position)
                 self._blocks[_BLOCKED][block].mark(position)
-        out: list[Part] = []
-        for index, family, lines in (
-            (_READY, _READY_FAMILY, _ready_line),
-            (_BLOCKED, _BLOCKED_FAMILY, _blocked_lines),
-        ):
-            blocks = self._kept_blocks(index, lines, frozenset())
-            if blocks and self._scrape_time_allowed[family.name]:
-                out += [self._header(family, openmetrics), *blocks]
-        return out
+
+    async def prepare(self) -> None:
+        """Render and deflate what a poll round changed before a scrape asks for it.
+
+        A round changes every project's last success and checkpoint: the first scrape
+        after it rendered some 20,000 projects' lines at 10,000 projects and deflated them
+        itself, 174 ms instead of 57 plain in the bench, and a Prometheus scraping once
+        per poll interval got that every time. Here the loop is given back after each
+        block; a scrape that comes first renders what is left, as it always did.
+        """
+        self._decide_readiness(self._clock())
+        for index in range(_KINDS):
+            if index < len(PROJECT_FAMILIES) and not self._allowed[index]:
+                continue  # denied: never rendered
+            block = 0
+            while block < len(self._blocks[index]):  # read afresh: a change may close up
+                kept = self._blocks[index][block]
+                if kept.marked:
+                    self._render_marked(_LINES[index], kept, self._keys(block))
+                    await asyncio.sleep(0)
+                block += 1
+        if self._lag_table is None:
+            self._lag_table = _LagTable.of(self._projects, frozenset())
+        await deflate_kept(
+            [kept for blocks in self._blocks for kept in blocks if kept.deflated is None]
+        )
 
     def take_settled_bytes(self) -> int:
         """How much text blocks let go since the last call (see heap.trim)."""
@@ -562,7 +595,7 @@ class ProjectCollector:
         return settled
 
     def render(self, *, openmetrics: bool = False) -> bytes:
-        return b"".join(map(text_of, units_of(self.render_parts(openmetrics=openmetrics))))
+        return plain_text(units_of(self.render_parts(openmetrics=openmetrics)))
 
     def render_parts(self, *, openmetrics: bool = False) -> list[Part]:
         """The exposition as headers, kept blocks and line lists, to be sent in bounded pieces."""

@@ -83,14 +83,6 @@ def _deflate_all(texts: list[bytes]) -> list[Deflated]:
     return [deflate(text) for text in texts]
 
 
-def text_of(unit: Unit) -> bytes:
-    """A unit's text, inflated again if only its segment is kept."""
-    if isinstance(unit, KeptText) and unit.text is None:
-        assert unit.deflated is not None, "a block without text keeps its segment"
-        return inflate(unit.deflated)
-    return _text(unit)
-
-
 def _text(unit: Unit) -> bytes:
     if isinstance(unit, bytes):
         return unit
@@ -184,20 +176,38 @@ async def gzip_pieces(
         unit.deflated if isinstance(unit, KeptText) else None for unit in units
     ]
     missing = [i for i, segment in enumerate(segments) if segment is None]
-    first, second = _halves(missing, units)
-    deflated_first, deflated_second = await asyncio.gather(
-        asyncio.to_thread(_deflate_all, [_text(units[i]) for i in first]),
-        asyncio.to_thread(_deflate_all, [_text(units[i]) for i in second]),
-    )
-    for i, segment in zip(first + second, deflated_first + deflated_second, strict=True):
+    for i, segment in zip(missing, await _deflate(units, missing), strict=True):
         segments[i] = segment
-        unit = units[i]
-        if isinstance(unit, KeptText) and unit.cache.text is unit.text:
-            unit.cache.deflated = segment  # until the collector replaces that text
     done = [segment for segment in segments if segment is not None]
     assert len(done) == len(units), "every unit is deflated before the body is joined"
     crc, size = _body_crc(units, done, runs)
     return _join(done, crc, size, piece_bytes)
+
+
+async def deflate_kept(caches: list[Cache]) -> None:
+    """Give kept blocks their segments before a scrape needs them, in two worker threads.
+
+    A block whose text the collector replaced meanwhile keeps no segment: the next gzip
+    scrape deflates its new text.
+    """
+    units: list[Unit] = [KeptText(cache.text, None, cache) for cache in caches if cache.text]
+    await _deflate(units, list(range(len(units))))
+
+
+async def _deflate(units: list[Unit], indexes: list[int]) -> list[Deflated]:
+    """The segments of ``units[i]`` for each i of ``indexes``, made in two worker threads
+    (zlib releases the GIL); each kept block still holding that text keeps its segment."""
+    first, second = _halves(indexes, units)
+    deflated_first, deflated_second = await asyncio.gather(
+        asyncio.to_thread(_deflate_all, [_text(units[i]) for i in first]),
+        asyncio.to_thread(_deflate_all, [_text(units[i]) for i in second]),
+    )
+    segments = deflated_first + deflated_second
+    for i, segment in zip(first + second, segments, strict=True):
+        unit = units[i]
+        if isinstance(unit, KeptText) and unit.cache.text is unit.text:
+            unit.cache.deflated = segment  # until the collector replaces that text
+    return segments
 
 
 def _body_crc(units: list[Unit], segments: list[Deflated], runs: RunCrcs) -> tuple[int, int]:
@@ -254,7 +264,7 @@ def plain_groups(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iter
     size = 0
     for unit in units:
         group.append(unit)
-        size += text_size(unit)
+        size += _text_size(unit)
         if size >= piece_bytes:
             yield group
             group, size = [], 0
@@ -262,18 +272,13 @@ def plain_groups(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iter
         yield group
 
 
-def text_size(unit: Unit) -> int:
+def _text_size(unit: Unit) -> int:
     if isinstance(unit, bytes):
         return len(unit)
     if unit.text is not None:
         return len(unit.text)
     assert unit.deflated is not None, "a block without text keeps its segment"
     return unit.deflated.size
-
-
-def settled(unit: Unit) -> bool:
-    """Kept as its segment alone: its text must be inflated to be sent."""
-    return isinstance(unit, KeptText) and unit.text is None
 
 
 def plain_text(units: list[Unit]) -> bytes:

@@ -176,6 +176,8 @@ class Poller:
         self.settled_poll_every_rounds = 10
         self.targets: dict[str, Target] = {}
         self.first_round_done = asyncio.Event()
+        # Set when a round ends; whoever waits for it clears it (runtime: collector.prepare).
+        self.round_ended = asyncio.Event()
         self.rounds = 0
         # Monotonic time the last round ended; None until one has.
         self.last_round_end: float | None = None
@@ -276,6 +278,7 @@ class Poller:
         self.metrics.rounds.inc()
         self.rounds += 1
         self.first_round_done.set()
+        self.round_ended.set()
 
     async def _discover(self, target: Target) -> None:
         """Refresh the discovered IDs; on any failure keep the last list and retry next round."""

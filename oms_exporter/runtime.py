@@ -102,6 +102,7 @@ class Exporter:
         self._started_at = self._monotonic()
         self._swap(self.config)
         self._spawn(self._supervise("poller", self.poller.run), name="oms-exporter-poller")
+        self._spawn(self._supervise("prepare", self._prepare), name="oms-exporter-prepare")
 
     async def stop(self) -> None:
         """Cancel and await every task, then close every session; nothing is skipped."""
@@ -142,6 +143,13 @@ class Exporter:
                 delay = RESTART_MIN_SECONDS  # it had run a while: start the backoff over
             await self._sleep(delay)
             delay = min(delay * 2, RESTART_MAX_SECONDS)
+
+    async def _prepare(self) -> None:
+        """After each poll round, have the next scrape's lines ready before it comes."""
+        while True:
+            await self.poller.round_ended.wait()
+            self.poller.round_ended.clear()
+            await self.collector.prepare()
 
     def health(self) -> str | None:
         """None while polling keeps up, else why not: backs /healthz and /readyz.

@@ -139,7 +139,7 @@ class SelfMetrics:
         # --- supervision (runtime.py) ---
         self.task_restarts = Counter(
             "oms_exporter_task_restarts",
-            "Times a supervised task (poller) died and was restarted.",
+            "Times a supervised task (poller, prepare) died and was restarted.",
             ["task"],
             registry=r,
         )

@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
 from oms_exporter.config import ExporterConfig, load_config
+from oms_exporter.gzipbody import KeptText
 from oms_exporter.runtime import Exporter
 from oms_exporter.settings import ConfigError
 from oms_exporter.web import create_app
@@ -300,3 +301,28 @@ async def test_a_reload_that_raises_anything_is_refused_with_one_line(
     await wait_until(lambda: exporter.metrics.reload_ok._value.get() == 0)
     assert await exporter.reload() == "internal error while loading: RecursionError"
     await wait_until(lambda: exporter.poller.rounds >= 1)
+
+
+async def test_each_round_is_rendered_and_deflated_before_a_scrape_asks(
+    replay: ReplayOms,
+    aiohttp_server: AiohttpServer,
+    running: Callable[[Exporter], Exporter],
+    tmp_path: Path,
+):
+    """Nothing but the exporter's own prepare task deflates a block without a gzip scrape:
+    that every block has its segment shows the round was made ready behind the poller."""
+    ids = [f"p{i:02d}" for i in range(20)]
+    for project_id in ids:
+        replay.v4[project_id] = GOOD
+        replay.steps[project_id] = STEPS
+    url = await oms_url(replay, aiohttp_server)
+    exporter = running(Exporter(config(url, ids, tmp_path)))
+    await exporter.start()
+    await wait_until(lambda: exporter.poller.rounds >= 1)
+
+    def ready() -> bool:
+        kept = [p for p in exporter.collector.render_parts() if isinstance(p, KeptText)]
+        return bool(kept) and all(part.deflated is not None for part in kept)
+
+    await wait_until(ready)
+    assert exporter.metrics.task_restarts.labels("prepare")._value.get() == 0
