@@ -33,7 +33,7 @@ from oms_exporter.oms.errors import (
     OmsProjectNotFound,
     is_transient,
 )
-from oms_exporter.readiness import verification_settled, verifier
+from oms_exporter.readiness import VERIFY_STEP, verification_settled, verifier
 from oms_exporter.selfmetrics import SelfMetrics
 from oms_exporter.sharding import Shard
 from oms_exporter.store import ProjectState, Store
@@ -695,9 +695,18 @@ def _action_refused(error: OmsError) -> bool:
 
 
 def _steps_move(kind: Kind, steps: tuple[Step, ...]) -> bool:
-    """Whether a step is RUNNING towards an end: its details then change every round."""
+    """Whether a step is RUNNING towards an end: its details then change every round.
+
+    A FULL_VERIFIER at 100 % is done even while RUNNING (ODC: OMS may leave it so), as
+    cut-over readiness reads it; asked every round, it cost a request per poll for good.
+    """
     endless = _ENDLESS_STEPS | _SYNC_INCR_STEPS if kind == Kind.SYNC else _ENDLESS_STEPS
-    return any(step.status == _MOVING_STEP and step.name not in endless for step in steps)
+    return any(
+        step.status == _MOVING_STEP
+        and step.name not in endless
+        and not (step.name == VERIFY_STEP and verification_settled(step))
+        for step in steps
+    )
 
 
 def _moved(old: ProjectProgress, new: ProjectProgress) -> bool:

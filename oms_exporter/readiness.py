@@ -35,7 +35,7 @@ BLOCKERS: Final = (
 DEFAULT_MAX_LAG_SECONDS: Final = 30.0
 _STRUCT_STEPS: Final = ("STRUCT_TRANSFER", "STRUCT_MIGRATION")
 _FULL_STEPS: Final = ("FULL_TRANSFER", "FULL_MIGRATION")
-_VERIFY_STEP: Final = "FULL_VERIFIER"
+VERIFY_STEP: Final = "FULL_VERIFIER"
 _INCR_STEP: Final = "INCR_TRANSFER"
 _STEADY_INCR: Final = "MONITORING"
 
@@ -82,7 +82,7 @@ def _step(steps: tuple[Step, ...] | None, names: tuple[str, ...]) -> Step | None
 
 def verifier(steps: tuple[Step, ...] | None) -> Step | None:
     """The FULL_VERIFIER step, if the project has one."""
-    return _step(steps, (_VERIFY_STEP,))
+    return _step(steps, (VERIFY_STEP,))
 
 
 def verification_settled(step: Step) -> bool:

@@ -268,6 +268,26 @@ async def test_oms_is_asked_only_what_can_have_changed(replay: ReplayOms, make_c
     assert all(up(poller, pid) for pid in ids)
 
 
+async def test_a_verifier_left_running_at_100_is_settled_not_moving(
+    replay: ReplayOms, make_client: MakeClient
+):
+    """ODC: OMS may leave FULL_VERIFIER RUNNING at 100 for good. Cut-over readiness counts
+    it as done; asking its steps every round for it cost 2 requests per poll, not 1.1."""
+    steps = fixture_json("v4_steps_incr_steady.json")
+    for step in steps["data"]:
+        if step["name"] == "FULL_VERIFIER":
+            step["status"] = "RUNNING"
+    replay.v4["verified"] = GOOD
+    replay.steps["verified"] = Reply.json(steps)
+    cut = make_client("v4")
+    poller = Poller(store=Store(), metrics=SelfMetrics(), interval_seconds=10, clock=Clock())
+    configure(poller, [(target_config("oms", ["verified"], step_details=True), cut)])
+    for _ in range(20):
+        await poller.poll_round()
+    assert replay.count(action="DescribeProjectSteps") == 2  # rounds 0 and 10
+    assert up(poller, "verified")
+
+
 async def test_an_oms_refusing_the_steps_action_is_not_asked_every_round(
     replay: ReplayOms, make_client: MakeClient
 ):
