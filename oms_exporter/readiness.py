@@ -2,9 +2,10 @@
 
 One module decides, for /metrics (at scrape time), the status page and the
 ``oms-exporter cutover`` command alike. Most checks depend only on the polled progress
-and are computed when it changes (``settled_checks``); the two that depend on the clock,
-``stale`` and ``lag``, are computed at the moment of asking (``assess``), so a frozen OMS
-never looks ready. The facts follow ODC's ProjectStepResultChecker: structure and full
+and are computed when it changes (``settled_checks``); the two that depend on the last
+success, ``stale`` and ``lag``, are computed at the moment of asking (``assess``), so a
+frozen OMS never looks ready. The lag is the one OMS reported at the last poll; the poll's
+age is ``stale``'s to judge. The facts follow ODC's ProjectStepResultChecker: structure and full
 transfer FINISHED, full verification at 100 %, INCR_TRANSFER in MONITORING.
 
 On OMS 3.3 there are no step details: ``verification_running`` and
@@ -207,7 +208,7 @@ def clock_checks(
     interval_seconds: float,
     max_lag_seconds: float,
 ) -> tuple[Check, Check]:
-    """``stale`` and ``lag``: what depends on the time of asking, with their details."""
+    """``stale`` and ``lag``: what depends on the last success, with their details."""
     stale_blocked, lag_blocked = clock_blocked(
         up=up,
         last_success_seconds=last_success_seconds,
@@ -222,10 +223,27 @@ def clock_checks(
         stale = Check("stale", stale_blocked, f"polled {now - last_success_seconds:.0f} s ago")
     if checkpoint_seconds is None:
         lag = Check("lag", lag_blocked, "no incremental checkpoint")
+    elif last_success_seconds is None:
+        lag = Check("lag", lag_blocked, "no poll has succeeded")
     else:
-        seconds = max(0.0, now - checkpoint_seconds)
-        lag = Check("lag", lag_blocked, f"lag {seconds:.0f} s of at most {max_lag_seconds:g} s")
+        seconds = polled_lag(last_success_seconds, checkpoint_seconds)
+        lag = Check(
+            "lag",
+            lag_blocked,
+            f"lag {seconds:.0f} s at the last poll, of at most {max_lag_seconds:g} s",
+        )
     return stale, lag
+
+
+def polled_lag(last_success_seconds: float, checkpoint_seconds: float) -> float:
+    """The forward lag when OMS was last asked: what readiness compares with the limit.
+
+    Not counted from the time of asking: the checkpoint is read once a poll interval, so
+    the scrape's time would add up to an interval (30 s by default, as much as the
+    default max lag) and turn a healthy migration not ready late in every interval. A
+    poll that stops coming is ``stale``'s to catch.
+    """
+    return max(0.0, last_success_seconds - checkpoint_seconds)
 
 
 def clock_blocked(
@@ -260,27 +278,24 @@ def clock_blocked_span(
 ) -> tuple[bool, bool, tuple[float, float]]:
     """The verdicts of ``stale`` and ``lag``, and the times ``(after, until]`` they hold for.
 
-    Each starts to block once the time passes a limit (the last success plus two poll
-    intervals, the checkpoint plus the allowed lag), or blocks whatever the time. Until
-    what it reads changes, a scrape whose time is in the span can keep the verdicts: at
-    10,000 projects deciding them all again took most of a scrape's own work.
+    ``stale`` starts to block once the time passes the last success plus two poll
+    intervals (or blocks whatever the time); ``lag`` depends on the last poll alone
+    (``polled_lag``). Until what they read changes, a scrape whose time is in the span
+    can keep the verdicts: at 10,000 projects deciding them all again took most of a
+    scrape's own work.
     """
-    limits = []
-    stale = not up or last_success_seconds is None
-    if not stale:
-        assert last_success_seconds is not None
+    if not up or last_success_seconds is None:
+        stale, span = True, (-math.inf, math.inf)
+    else:
         stale_from = last_success_seconds + 2 * interval_seconds
         stale = now > stale_from
-        limits.append(stale_from)
-    lag = checkpoint_seconds is None  # the lag is never below 0, and max_lag_seconds >= 0
-    if not lag:
-        assert checkpoint_seconds is not None
-        lag_from = checkpoint_seconds + max_lag_seconds
-        lag = now > lag_from
-        limits.append(lag_from)
-    after = max((limit for limit in limits if limit < now), default=-math.inf)
-    until = min((limit for limit in limits if limit >= now), default=math.inf)
-    return stale, lag, (after, until)
+        span = (stale_from, math.inf) if stale else (-math.inf, stale_from)
+    lag = (
+        checkpoint_seconds is None
+        or last_success_seconds is None
+        or polled_lag(last_success_seconds, checkpoint_seconds) > max_lag_seconds
+    )
+    return stale, lag, span
 
 
 def assemble(settled: tuple[Check, ...], clock: tuple[Check, Check]) -> Readiness:

@@ -241,7 +241,10 @@ class Settings(BaseSettings):
         default=30.0,
         ge=0,
         le=86400,
-        description="seconds of forward lag a migration may have and still be ready for cut-over",
+        description=(
+            "seconds of forward lag (as of the last poll) a migration may have and still be "
+            "ready for cut-over"
+        ),
     )
     steady_steps_every_rounds: int = Field(
         default=10,

@@ -418,11 +418,18 @@ def test_readiness_lines_follow_the_clock_of_each_scrape(
         return next(float(line.rsplit(" ", 1)[1]) for line in lines if "cutover_ready{" in line)
 
     assert (ready(), sum(blocked().values())) == (1.0, 0.0)
-    clock.now = NOW + 40  # no poll since: the checkpoint is 43 s behind
+    # Just before the next poll the checkpoint is 58 s older than the scrape, but it was
+    # 3 s behind when OMS was asked: counting the poll's age made every healthy migration
+    # not ready late in each interval (30 s of max lag, 30 s between polls).
+    clock.now = NOW + 55
+    assert (ready(), sum(blocked().values())) == (1.0, 0.0)
+    clock.now = NOW + 61  # two intervals without a success: stale
     assert ready() == 0.0
+    assert {name for name, value in blocked().items() if value} == {"stale"}
+    clock.now = NOW + 199
+    behind = replace(steady, checkpoints=(Checkpoint("forward", NOW + 140, ""),))
+    store.record_success("oms-a:8089", "np_1", behind, now=NOW + 199)  # 59 s behind
     assert {name for name, value in blocked().items() if value} == {"lag"}
-    clock.now = NOW + 200  # three intervals without a success: stale too
-    assert {name for name, value in blocked().items() if value} == {"lag", "stale"}
     caught_up = replace(steady, checkpoints=(Checkpoint("forward", NOW + 198, ""),))
     store.record_success("oms-a:8089", "np_1", caught_up, now=NOW + 199)
     assert (ready(), sum(blocked().values())) == (1.0, 0.0)
