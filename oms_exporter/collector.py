@@ -73,6 +73,8 @@ _KINDS = _BLOCKED + 1
 Part = bytes | list[bytes] | KeptText
 # Projects per kept block: about 14 KB a block for the 10 lines of steps of each.
 BLOCK_PROJECTS: Final = 128
+# After a poll round, rendered texts are deflated in batches of about this much.
+PREPARE_BATCH_BYTES: Final = 4 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -564,15 +566,20 @@ class ProjectCollector:
                 self._blocks[_BLOCKED][block].mark(position)
 
     async def prepare(self) -> None:
-        """Render and deflate what a poll round changed before a scrape asks for it.
+        """Render and deflate what a poll round changed before a scrape asks for it; then
+        each block keeps its segment alone (gzipbody), as a scrape would leave it.
 
         A round changes every project's last success and checkpoint: the first scrape
         after it rendered some 20,000 projects' lines at 10,000 projects and deflated them
         itself, 174 ms instead of 57 plain in the bench, and a Prometheus scraping once
         per poll interval got that every time. Here the loop is given back after each
-        block; a scrape that comes first renders what is left, as it always did.
+        block; a scrape that comes first renders what is left, as it always did. Texts
+        are deflated a batch at a time (PREPARE_BATCH_BYTES): the first round's 52 MB at
+        once put RSS 40 MB above where it settles.
         """
         self._decide_readiness(self._clock())
+        batch: list[_Block] = []
+        batch_bytes = 0
         for index in range(_KINDS):
             if index < len(PROJECT_FAMILIES) and not self._allowed[index]:
                 continue  # denied: never rendered
@@ -581,13 +588,23 @@ class ProjectCollector:
                 kept = self._blocks[index][block]
                 if kept.marked:
                     self._render_marked(_LINES[index], kept, self._keys(block))
+                    batch.append(kept)
+                    batch_bytes += len(kept.text or b"")
+                    if batch_bytes >= PREPARE_BATCH_BYTES:
+                        await self._deflate_and_settle(batch)
+                        batch, batch_bytes = [], 0
                     await asyncio.sleep(0)
                 block += 1
         if self._lag_table is None:
             self._lag_table = _LagTable.of(self._projects, frozenset())
-        await deflate_kept(
-            [kept for blocks in self._blocks for kept in blocks if kept.deflated is None]
-        )
+        await self._deflate_and_settle([kept for blocks in self._blocks for kept in blocks])
+
+    async def _deflate_and_settle(self, blocks: list[_Block]) -> None:
+        """Deflate what has no segment; what is not marked again then keeps it alone."""
+        await deflate_kept([kept for kept in blocks if kept.deflated is None])
+        for kept in blocks:
+            if not kept.marked:
+                self._settled_bytes += kept.settle()
 
     def take_settled_bytes(self) -> int:
         """How much text blocks let go since the last call (see heap.trim)."""

@@ -164,9 +164,17 @@ class RunCrcs:
         self._runs = {key: value for key, value in self._runs.items() if key in kept}
 
 
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A body's length, known before it is sent (Content-Length), and its pieces."""
+
+    size: int
+    pieces: Iterator[bytes]
+
+
 async def gzip_pieces(
     units: list[Unit], runs: RunCrcs, *, piece_bytes: int = SEGMENT_BYTES
-) -> Iterator[bytes]:
+) -> Body:
     """The gzip body of ``units`` (in order), in pieces of about ``piece_bytes``.
 
     What no block holds deflated is deflated in two worker threads (zlib releases the GIL);
@@ -181,7 +189,8 @@ async def gzip_pieces(
     done = [segment for segment in segments if segment is not None]
     assert len(done) == len(units), "every unit is deflated before the body is joined"
     crc, size = _body_crc(units, done, runs)
-    return _join(done, crc, size, piece_bytes)
+    length = len(HEADER) + sum(len(segment.data) for segment in done) + len(FINAL_BLOCK) + 8
+    return Body(length, _join(done, crc, size, piece_bytes))
 
 
 async def deflate_kept(caches: list[Cache]) -> None:
@@ -270,6 +279,11 @@ def plain_groups(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Iter
             group, size = [], 0
     if group:
         yield group
+
+
+def plain_size(units: list[Unit]) -> int:
+    """The length of the plain body of ``units``, settled blocks included, uninflated."""
+    return sum(map(_text_size, units))
 
 
 def _text_size(unit: Unit) -> int:

@@ -13,6 +13,8 @@ from typing import Final
 GC_THRESHOLD: Final = 50_000
 # Buffers from this size up are mapped, and so returned when freed: see tune_memory.
 MMAP_THRESHOLD_BYTES: Final = 256 * 1024
+# Once kept blocks let go of this much text, freed heap pages are given back (trim).
+TRIM_AFTER_BYTES: Final = 1024 * 1024
 _M_TRIM_THRESHOLD: Final = -1  # glibc's malloc.h
 _M_MMAP_THRESHOLD: Final = -3
 

@@ -24,7 +24,7 @@ from aiohttp import web
 from oms_exporter import __version__
 from oms_exporter.collector import ProjectCollector
 from oms_exporter.config import ExporterConfig, TargetConfig
-from oms_exporter.heap import tune_memory
+from oms_exporter.heap import TRIM_AFTER_BYTES, trim, tune_memory
 from oms_exporter.logsetup import setup_logging
 from oms_exporter.oms.client import OmsClient
 from oms_exporter.oms.httpclient import HttpClient
@@ -145,11 +145,14 @@ class Exporter:
             delay = min(delay * 2, RESTART_MAX_SECONDS)
 
     async def _prepare(self) -> None:
-        """After each poll round, have the next scrape's lines ready before it comes."""
+        """After each poll round, have the next scrape's lines ready before it comes, and
+        give back the memory their texts took once deflated."""
         while True:
             await self.poller.round_ended.wait()
             self.poller.round_ended.clear()
             await self.collector.prepare()
+            if self.collector.take_settled_bytes() >= TRIM_AFTER_BYTES:
+                await asyncio.to_thread(trim)
 
     def health(self) -> str | None:
         """None while polling keeps up, else why not: backs /healthz and /readyz.

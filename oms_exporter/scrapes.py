@@ -15,7 +15,14 @@ from contextlib import contextmanager
 from typing import Final
 
 from oms_exporter.collector import Part
-from oms_exporter.gzipbody import RunCrcs, gzip_pieces, plain_groups, plain_text, units_of
+from oms_exporter.gzipbody import (
+    RunCrcs,
+    gzip_pieces,
+    plain_groups,
+    plain_size,
+    plain_text,
+    units_of,
+)
 
 # Builds the exposition's parts (headers, kept blocks, line lists) for one format:
 # True = OpenMetrics.
@@ -60,6 +67,7 @@ class Render:
             None if gzip else map(plain_text, plain_groups(units))
         )
         self._units = units if gzip else []
+        self._size: int | None = None if gzip else plain_size(units)  # gzip: once deflated
         self._step: asyncio.Task[None] | None = None
         self._failed: BaseException | None = None
         self._pieces: list[bytes | None] = []
@@ -95,6 +103,21 @@ class Render:
         self.readers -= 1
         self._at[index] -= 1
         self._drop_passed()
+
+    async def size(self) -> int:
+        """The body's length, for Content-Length: a gzip one once what it lacked is deflated.
+
+        Sent as one length rather than chunked: aiohttp then writes each piece as it is,
+        where chunking copied every piece once more (52 MB a plain scrape at 10,000
+        projects); a deflate that fails is a 500 before any byte, not a cut body.
+        """
+        while self._size is None:
+            if self._failed is not None:
+                raise self._failed
+            if self._step is None:
+                self._step = asyncio.create_task(self._deflate())
+            await asyncio.shield(self._step)
+        return self._size
 
     async def piece(self, index: int) -> bytes | None:
         """The reader at ``index`` moves past its next piece; None once it has them all."""
@@ -135,7 +158,8 @@ class Render:
 
     async def _deflate(self) -> None:
         try:
-            self._source = await gzip_pieces(self._units, self._runs)
+            body = await gzip_pieces(self._units, self._runs)
+            self._source, self._size = body.pieces, body.size
         except Exception as error:
             self._failed = error
             raise
@@ -215,6 +239,9 @@ class Reader:
         self._render = render
         self._index = 0
         render.arrive()
+
+    async def size(self) -> int:
+        return await self._render.size()
 
     async def next_piece(self) -> bytes | None:
         piece = await self._render.piece(self._index)

@@ -16,7 +16,7 @@ from prometheus_client.exposition import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
 
 from oms_exporter.collector import Part
-from oms_exporter.heap import trim
+from oms_exporter.heap import TRIM_AFTER_BYTES, trim
 from oms_exporter.landing import render_landing
 from oms_exporter.metricfilter import FilteredCollector
 from oms_exporter.runtime import Exporter
@@ -29,8 +29,6 @@ OPENMETRICS_CONTENT_TYPE: Final = "application/openmetrics-text; version=1.0.0; 
 # A client that takes a piece (about 128 KiB) this long is not reading: drop it, and its
 # hold on a render.
 WRITE_STALL_TIMEOUT_SECONDS: Final = 30.0
-# Once kept blocks let go of this much text, freed heap pages are given back (heap.trim).
-TRIM_AFTER_BYTES: Final = 1024 * 1024
 
 
 def _tokens(header: str) -> Iterator[tuple[str, float]]:
@@ -113,13 +111,12 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     )
     if gzip:
         response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-    # Chunked, a slice at a time: no copy of a large exposition is made per scrape.
-    response.enable_chunked_encoding()
 
     def produce(openmetrics: bool) -> list[Part]:
         return _parts(exporter, openmetrics=openmetrics)
 
     with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:
+        response.content_length = await reader.size()  # sent a piece at a time, not copied
         await response.prepare(request)
         try:
             await _send(response, reader)

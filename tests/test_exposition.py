@@ -517,7 +517,7 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
 def gzipped(collector: ProjectCollector, runs: RunCrcs) -> str:
     """A gzip scrape's body, as the web layer makes it, inflated."""
     units = units_of(collector.render_parts())
-    body = b"".join(asyncio.run(gzip_pieces(units, runs)))
+    body = b"".join(asyncio.run(gzip_pieces(units, runs)).pieces)
     return zlib.decompress(body, 31).decode()
 
 
@@ -624,5 +624,5 @@ async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(cloc
         )
         expected = family_samples(fresh.render().decode())
         assert family_samples(collector.render().decode()) == expected
-        body = b"".join(await gzip_pieces(units_of(collector.render_parts()), RunCrcs()))
+        body = b"".join((await gzip_pieces(units_of(collector.render_parts()), RunCrcs())).pieces)
         assert family_samples(zlib.decompress(body, 31).decode()) == expected

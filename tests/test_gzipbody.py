@@ -18,6 +18,7 @@ from oms_exporter.gzipbody import (
     crc32_combine,
     gzip_pieces,
     plain_groups,
+    plain_size,
     plain_text,
     units_of,
 )
@@ -49,11 +50,17 @@ Parts = list[bytes | list[bytes] | KeptText]
 
 
 async def gzip_body(parts: Parts, runs: RunCrcs | None = None) -> bytes:
-    return b"".join(await gzip_pieces(units_of(parts), runs or RunCrcs(), piece_bytes=4096))
+    body = await gzip_pieces(units_of(parts), runs or RunCrcs(), piece_bytes=4096)
+    joined = b"".join(body.pieces)
+    assert len(joined) == body.size  # what Content-Length says
+    return joined
 
 
 def plain_body(parts: Parts) -> bytes:
-    return b"".join(map(plain_text, plain_groups(units_of(parts))))
+    units = units_of(parts)
+    joined = b"".join(map(plain_text, plain_groups(units)))
+    assert len(joined) == plain_size(units)  # what Content-Length says, settled blocks too
+    return joined
 
 
 def test_crc32_combine_is_zlibs():
@@ -129,6 +136,6 @@ async def test_a_text_replaced_while_deflating_does_not_take_the_old_segment():
     block = Block(lines("old", 100))
     units = units_of([block.kept()])
     block.text = lines("new", 100)  # replaced before the threads are done
-    body = b"".join(await gzip_pieces(units, RunCrcs()))
+    body = b"".join((await gzip_pieces(units, RunCrcs())).pieces)
     assert one_member(body) == lines("old", 100)  # the scrape sends what it took
     assert block.deflated is None  # and caches nothing for the new text

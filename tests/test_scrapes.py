@@ -48,6 +48,7 @@ async def test_readers_of_one_render_get_the_same_whole_body(zipped: bool):
     shared = render([b"# HELP m x\n", kept.kept(), lines(4000, 4000)], gzip=zipped)
     first, second = await read_all(shared), await read_all(shared)
     assert first == second
+    assert len(first) == await shared.size()  # Content-Length
     text = gzip.decompress(first) if zipped else first
     assert text == b"# HELP m x\n" + settled + lines(4000, 4000)
 
