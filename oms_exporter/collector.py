@@ -42,7 +42,7 @@ from oms_exporter.families import (
 )
 from oms_exporter.gzipbody import Deflated, KeptText, deflate_kept, inflate, plain_text, units_of
 from oms_exporter.metricfilter import MetricFilter
-from oms_exporter.model import ProjectProgress
+from oms_exporter.model import SETTLED_STATUSES, ProjectProgress
 from oms_exporter.readiness import (
     BLOCKERS,
     DEFAULT_MAX_LAG_SECONDS,
@@ -262,7 +262,9 @@ def _cutover(
 
 
 def _lags(state: ProjectState, labels: str) -> tuple[tuple[str, float], ...]:
-    if state.progress is None:
+    """The lag lines up to their values; none once the project settled (FINISHED, ...):
+    its sync has stopped, and a lag from its last checkpoint would grow for good."""
+    if state.progress is None or state.progress.status in SETTLED_STATUSES:
         return ()
     return tuple(
         (f"{LAG_FAMILY_NAME}{{{labels}{label('direction', point.direction)}}} ", point.seconds)

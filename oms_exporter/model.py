@@ -55,6 +55,8 @@ KNOWN_STATUSES: Final = (
 )
 UNKNOWN: Final = "UNKNOWN"
 ALL_STATUSES: Final = (*KNOWN_STATUSES, UNKNOWN)
+# Statuses that no longer change by themselves: incremental sync, if any, has stopped.
+SETTLED_STATUSES: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 ALARM_LEVELS: Final = ("HIGH", "MEDIUM", "LOW", "IGNORE")
 # full_verify and incr_verify come from the project (ListProjects, DescribeProject), the
 # others from the progress answer.

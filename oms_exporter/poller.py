@@ -23,7 +23,14 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from oms_exporter.config import TargetConfig
-from oms_exporter.model import FullVerification, Kind, ProjectProgress, Reason, Step
+from oms_exporter.model import (
+    SETTLED_STATUSES,
+    FullVerification,
+    Kind,
+    ProjectProgress,
+    Reason,
+    Step,
+)
 from oms_exporter.oms.client import DiscoveryUnavailable, OmsClient
 from oms_exporter.oms.errors import (
     OmsActionUnavailable,
@@ -47,8 +54,6 @@ _TRIP_AFTER: Final = 3
 # A project OMS says does not exist is polled less and less often, but at least every
 # 5 minutes: OMSProjectNotFound looks at increase(...[15m]) and must not see a gap.
 MAX_NOT_FOUND_BACKOFF_SECONDS: Final = 300.0
-# Statuses that no longer change by themselves: steps fetched once, progress seldom.
-_SETTLED: Final = frozenset({"FINISHED", "RELEASED", "DELETED"})
 # A step in this state is moving: its details change from round to round.
 _MOVING_STEP: Final = "RUNNING"
 # Steps that, once RUNNING, run until an operator acts (the switchover) or for the life of
@@ -436,7 +441,7 @@ class Poller:
         known = self.store.get(target.name, project_id)
         if known is None or not known.up or known.progress is None or not target.state.reachable:
             return True  # while the OMS is down, settled projects follow it down and back
-        if known.progress.status not in _SETTLED:
+        if known.progress.status not in SETTLED_STATUSES:
             return True
         last = target.state.progress_round.get(project_id)
         return last is None or self.rounds - last >= self.settled_poll_every_rounds
@@ -521,7 +526,7 @@ class Poller:
         known_progress = before.progress if before is not None else None
         known = known_progress.steps if known_progress is not None else None
         if known is not None and known_progress is not None:
-            if progress.status in _SETTLED:
+            if progress.status in SETTLED_STATUSES:
                 return known
             last = target.state.steps_round.get(progress.project_id)
             steady = (

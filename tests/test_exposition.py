@@ -626,3 +626,17 @@ async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(cloc
         assert family_samples(collector.render().decode()) == expected
         body = b"".join((await gzip_pieces(units_of(collector.render_parts()), RunCrcs())).pieces)
         assert family_samples(zlib.decompress(body, 31).decode()) == expected
+
+
+@pytest.mark.parametrize("status", ["FINISHED", "RELEASED", "DELETED"])
+def test_a_settled_project_keeps_its_checkpoint_but_publishes_no_lag(
+    store: Store, collector: ProjectCollector, status: str
+):
+    """Incremental sync has stopped: a lag counted from its last checkpoint would grow for
+    good, and every lag alert would fire for every migration that cut over."""
+    store.record_success("oms-a:8089", "np_1", progress(status=status), now=NOW)
+    lines = samples(collector.render().decode())
+    assert any(
+        line.startswith("oms_project_incr_sync_checkpoint_timestamp_seconds{") for line in lines
+    )
+    assert not any(line.startswith(LAG_FAMILY_NAME + "{") for line in lines)
