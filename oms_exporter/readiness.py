@@ -209,7 +209,7 @@ def clock_checks(
     max_lag_seconds: float,
 ) -> tuple[Check, Check]:
     """``stale`` and ``lag``: what depends on the last success, with their details."""
-    stale_blocked, lag_blocked = clock_blocked(
+    stale_blocked, lag_blocked, _span = clock_blocked_span(
         up=up,
         last_success_seconds=last_success_seconds,
         checkpoint_seconds=checkpoint_seconds,
@@ -244,27 +244,6 @@ def polled_lag(last_success_seconds: float, checkpoint_seconds: float) -> float:
     poll that stops coming is ``stale``'s to catch.
     """
     return max(0.0, last_success_seconds - checkpoint_seconds)
-
-
-def clock_blocked(
-    *,
-    up: bool,
-    last_success_seconds: float | None,
-    checkpoint_seconds: float | None,
-    now: float,
-    interval_seconds: float,
-    max_lag_seconds: float,
-) -> tuple[bool, bool]:
-    """Whether ``stale`` and ``lag`` block: the verdicts alone, cheap enough per scrape."""
-    stale, lag, _span = clock_blocked_span(
-        up=up,
-        last_success_seconds=last_success_seconds,
-        checkpoint_seconds=checkpoint_seconds,
-        now=now,
-        interval_seconds=interval_seconds,
-        max_lag_seconds=max_lag_seconds,
-    )
-    return stale, lag
 
 
 def clock_blocked_span(
