@@ -119,7 +119,10 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         response.content_length = await reader.size()  # sent a piece at a time, not copied
         await response.prepare(request)
         try:
-            await _send(response, reader)
+            # aiohttp writes whatever it is given, HEAD or not: a body after a HEAD answer
+            # would be read as the next answer on a kept-alive connection.
+            if request.method != hdrs.METH_HEAD:
+                await _send(response, reader)
             await response.write_eof()
         except (ConnectionError, TimeoutError):
             # The client left or stopped reading: end quietly, it is not our error.

@@ -406,6 +406,23 @@ async def test_concurrent_scrapes_share_one_render(serve: ServeFactory, encoding
     assert renders.in_flight == 0  # the last reader let the render go
 
 
+@pytest.mark.parametrize("encoding", ["identity", "gzip"])
+async def test_head_says_the_length_and_sends_no_body(serve: ServeFactory, encoding: str):
+    """HEAD /metrics: the length a GET would send, and not a byte of body, so the next
+    request on the connection is read from where it starts."""
+    served = await serve(exporter_with(300))
+    client = await served.connect()
+    client.send("HEAD", "/metrics", f"Accept-Encoding: {encoding}")
+    async with asyncio.timeout(LIMIT_SECONDS):
+        head = (await client.reader.readuntil(b"\r\n\r\n")).decode()
+    assert head.startswith("HTTP/1.1 200")
+    length = int(head.lower().split("content-length:")[1].split("\r\n")[0])
+    client.send("GET", "/metrics", f"Accept-Encoding: {encoding}")
+    status, _headers, body = await client.response()
+    assert status == 200
+    assert abs(len(body) - length) < 0.01 * length  # only the lag values differ
+
+
 async def test_scrapes_that_do_not_overlap_render_afresh(serve: ServeFactory):
     """The lag is computed at scrape time: a finished render is never served again."""
     renders = SharedRenders(window_seconds=60)
