@@ -8,7 +8,7 @@ configuration (the exporter's defaults) is measured at every count, the others (
 off) at the largest. Figures go to a Markdown report (and, with --json, to a JSON file).
 
     .venv/bin/python bench/run.py                  # make bench: 100, 1,000 and 10,000
-    .venv/bin/python bench/run.py --projects 50 --interval 1 --rounds 2 --scrapes 5 \\
+    .venv/bin/python bench/run.py --projects 50 --interval 3 --rounds 2 --scrapes 5 \\
         --cold-scrapes 2 --rss-minutes 0.05 --out /tmp/RESULTS.md --json /tmp/results.json
 """
 

@@ -116,7 +116,7 @@ def run_bench(*args: str, timeout: float) -> subprocess.CompletedProcess[str]:
 def test_tiny_benchmark_reports_every_figure_as_a_finite_number(tmp_path: Path) -> None:
     out, data = tmp_path / "RESULTS.md", tmp_path / "results.json"
     done = run_bench(
-        *("--projects", str(PROJECTS), "--configs", ",".join(CONFIGS), "--interval", "1"),
+        *("--projects", str(PROJECTS), "--configs", ",".join(CONFIGS), "--interval", "3"),
         *("--rounds", "2", "--scrapes", "5", "--cold-scrapes", "2"),
         *("--scrape-seconds", "20", "--baseline-seconds", "10", "--rss-minutes", "0.05"),
         *("--out", str(out), "--json", str(data)),
