@@ -19,6 +19,7 @@ import time
 from array import array
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields
+from itertools import accumulate
 from operator import attrgetter
 from typing import Final, Literal
 
@@ -75,6 +76,13 @@ Part = bytes | list[bytes] | KeptText
 BLOCK_PROJECTS: Final = 128
 # After a poll round, rendered texts are deflated in batches of about this much.
 PREPARE_BATCH_BYTES: Final = 4 * 1024 * 1024
+
+
+def _retrieve(task: asyncio.Future[None]) -> None:
+    """A batch's failure is raised where prepare awaits it; if prepare failed first, the
+    batch's own failure is not news."""
+    if not task.cancelled():
+        task.exception()
 
 
 @dataclass(slots=True)
@@ -338,6 +346,7 @@ class ProjectCollector:
         self._headers: dict[tuple[str, bool], bytes] = {}
         self._settled_bytes = 0  # text freed since take_settled_bytes was last asked
         self._lag_table: _LagTable | None = None  # made again when a lag line changes
+        self._preparing: asyncio.Future[None] | None = None  # done when prepare returns
         self.configure(
             stale_after_seconds=stale_after_seconds, poll_interval_seconds=poll_interval_seconds
         )
@@ -498,6 +507,9 @@ class ProjectCollector:
         self, lines: Callable[[_Project], bytes], kept: _Block, keys: list[Key | None]
     ) -> None:
         """Render the marked projects of a block again; copy the runs between them."""
+        if kept.marked == (1 << len(kept.ends)) - 1:  # new, or a round changed them all
+            self._render_all(lines, kept, keys)
+            return
         parts: list[bytes] = []
         ends = array("I")
         current = kept.lines()
@@ -521,6 +533,23 @@ class ProjectCollector:
             kept.text = text
             kept.deflated = None
         kept.ends = ends
+        kept.marked = 0
+
+    def _render_all(
+        self, lines: Callable[[_Project], bytes], kept: _Block, keys: list[Key | None]
+    ) -> None:
+        """Render every project of a block: no runs to copy, no ends to move (a block of
+        new projects, or of last successes after a round, a third faster this way)."""
+        projects = self._projects
+        chunks = [
+            b"" if key is None or (project := projects.get(key)) is None else lines(project)
+            for key in keys
+        ]
+        text = b"".join(chunks)
+        if text != kept.lines():  # rendered again to the same lines: its deflate stays good
+            kept.text = text
+            kept.deflated = None
+        kept.ends = array("I", accumulate(map(len, chunks)))
         kept.marked = 0
 
     def _header(self, family: Family, openmetrics: bool) -> bytes:
@@ -575,28 +604,59 @@ class ProjectCollector:
         after it rendered some 20,000 projects' lines at 10,000 projects and deflated them
         itself, 174 ms instead of 57 plain in the bench, and a Prometheus scraping once
         per poll interval got that every time. Here the loop is given back after each
-        block; a scrape that comes first renders what is left, as it always did. Texts
-        are deflated a batch at a time (PREPARE_BATCH_BYTES): the first round's 52 MB at
-        once put RSS 40 MB above where it settles.
+        block; a plain scrape that comes first renders what is left, as it always did,
+        and a gzip scrape waits for this (see prepared). Texts are deflated a batch at a
+        time (PREPARE_BATCH_BYTES), in worker threads while the loop renders the next
+        batch: the first round's 52 MB at once put RSS 40 MB above where it settles, and
+        rendering, then deflating, made the first scrape wait for both in turn.
         """
+        done = asyncio.get_running_loop().create_future()
+        self._preparing = done
+        try:
+            await self._prepare()
+        finally:
+            self._preparing = None
+            done.set_result(None)
+
+    async def prepared(self) -> None:
+        """Return once no prepare is under way: at once, between rounds.
+
+        A gzip scrape that came while a round was being prepared would render on the
+        loop what prepare had not reached yet, then deflate it all itself: at 10,000 new
+        projects 1.2 s, against the 0.7 s prepare takes, rendering and deflating at once.
+        """
+        if self._preparing is not None:
+            await asyncio.shield(self._preparing)
+
+    async def _prepare(self) -> None:
         self._decide_readiness(self._clock())
         batch: list[_Block] = []
         batch_bytes = 0
-        for index in range(_KINDS):
-            if index < len(PROJECT_FAMILIES) and not self._allowed[index]:
-                continue  # denied: never rendered
-            block = 0
-            while block < len(self._blocks[index]):  # read afresh: a change may close up
-                kept = self._blocks[index][block]
-                if kept.marked:
-                    self._render_marked(_LINES[index], kept, self._keys(block))
-                    batch.append(kept)
-                    batch_bytes += len(kept.text or b"")
-                    if batch_bytes >= PREPARE_BATCH_BYTES:
-                        await self._deflate_and_settle(batch)
-                        batch, batch_bytes = [], 0
-                    await asyncio.sleep(0)
-                block += 1
+        deflating: asyncio.Future[None] | None = None  # the batch before, in the threads
+        try:
+            for index in range(_KINDS):
+                if index < len(PROJECT_FAMILIES) and not self._allowed[index]:
+                    continue  # denied: never rendered
+                block = 0
+                while block < len(self._blocks[index]):  # read afresh: a change may close up
+                    kept = self._blocks[index][block]
+                    if kept.marked:
+                        self._render_marked(_LINES[index], kept, self._keys(block))
+                        batch.append(kept)
+                        batch_bytes += len(kept.text or b"")
+                        if batch_bytes >= PREPARE_BATCH_BYTES:
+                            if deflating is not None:  # one batch in the threads at a time
+                                await deflating
+                            deflating = asyncio.ensure_future(self._deflate_and_settle(batch))
+                            deflating.add_done_callback(_retrieve)
+                            batch, batch_bytes = [], 0
+                        await asyncio.sleep(0)
+                    block += 1
+            if deflating is not None:
+                await deflating
+        finally:
+            if deflating is not None:
+                deflating.cancel()  # prepare failed or was cancelled: so is its batch
         if self._lag_table is None:
             self._lag_table = _LagTable.of(self._projects, frozenset())
         await self._deflate_and_settle([kept for blocks in self._blocks for kept in blocks])

@@ -115,6 +115,8 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     def produce(openmetrics: bool) -> list[Part]:
         return _parts(exporter, openmetrics=openmetrics)
 
+    if gzip:  # prepare renders and deflates a round's changes faster than this scrape could
+        await exporter.collector.prepared()
     with request.app[RENDERS_KEY].use(produce, openmetrics=openmetrics, gzip=gzip) as reader:
         response.content_length = await reader.size()  # sent a piece at a time, not copied
         await response.prepare(request)

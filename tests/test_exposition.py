@@ -17,6 +17,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
+from oms_exporter import collector as collector_module
 from oms_exporter.collector import BLOCK_PROJECTS, ProjectCollector
 from oms_exporter.families import (
     LAG_FAMILY_NAME,
@@ -594,9 +595,14 @@ def test_a_round_is_rendered_and_deflated_before_the_scrape_comes(clock: Clock):
     assert gzipped(collector, RunCrcs()) == fresh.render().decode()
 
 
-async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(clock: Clock):
+@pytest.mark.parametrize("batch_bytes", [collector_module.PREPARE_BATCH_BYTES, 1])
+async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch, batch_bytes: int
+):
     """prepare gives the loop back after each block: projects that change, fail, go or
-    come meanwhile (removals close the blocks up) are in the scrape as they are then."""
+    come meanwhile (removals close the blocks up) are in the scrape as they are then.
+    With a batch per block, each batch deflates while the next is rendered."""
+    monkeypatch.setattr(collector_module, "PREPARE_BATCH_BYTES", batch_bytes)
     rng = random.Random(7)
     store, ids, collector = polled_collector(clock, 6)
     for attempt in range(5):
@@ -625,6 +631,39 @@ async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(cloc
         assert family_samples(collector.render().decode()) == expected
         body = b"".join((await gzip_pieces(units_of(collector.render_parts()), RunCrcs())).pieces)
         assert family_samples(zlib.decompress(body, 31).decode()) == expected
+
+
+async def test_a_gzip_scrape_can_wait_for_the_round_being_prepared(clock: Clock):
+    """prepared() returns once prepare has rendered and deflated everything, at once
+    between rounds: the gzip scrape that waits finds nothing left to render or deflate."""
+    _store, _ids, collector = polled_collector(clock, 3)
+    await asyncio.wait_for(collector.prepared(), 1)  # nothing under way
+    preparing = asyncio.create_task(collector.prepare())
+    await asyncio.sleep(0)  # prepare has begun: the first block is rendered
+    waiting = asyncio.create_task(collector.prepared())
+    while not preparing.done():
+        assert not waiting.done()
+        await asyncio.sleep(0)
+    await asyncio.wait_for(waiting, 1)
+    kept = [part for part in collector.render_parts() if isinstance(part, KeptText)]
+    assert kept
+    assert all(part.deflated is not None for part in kept)
+
+
+async def test_a_cancelled_prepare_releases_its_waiters(clock: Clock):
+    """Stopping the exporter cancels prepare: a scrape waiting on it goes on, it does not
+    hang, and the collector still renders everything."""
+    store, _ids, collector = polled_collector(clock, 3)
+    preparing = asyncio.create_task(collector.prepare())
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(collector.prepared())
+    await asyncio.sleep(0)
+    preparing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await preparing
+    await asyncio.wait_for(waiting, 1)
+    fresh = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
+    assert collector.render() == fresh.render()
 
 
 @pytest.mark.parametrize("status", ["FINISHED", "RELEASED", "DELETED"])
