@@ -49,9 +49,11 @@ class FirstRound:
 def measure_first_round(
     base: str, oms: Oms, *, projects: int, started_unix: float, interval_seconds: float
 ) -> FirstRound:
-    """From the exporter's start (`started_unix`, just before it was started) until /readyz
-    says its first round is done, when every configured project is on /metrics; then what
-    that round asked OMS, read before the second round begins."""
+    """From the exporter's start (`started_unix`, just before it was started) until every
+    configured project is visible: the end of the first gzip scrape (as Prometheus asks)
+    after /readyz says the first round is done that shows them all. Rendering 10,000 new
+    projects' lines is part of the round's cost: timed to /readyz alone, it was not. Then
+    what that round asked OMS, read before the second round begins."""
     wait_until(
         lambda: fetch(base + "/readyz").status == 200,
         timeout_seconds=60 + projects / 50,
@@ -59,6 +61,7 @@ def measure_first_round(
         every=0.05,  # often enough to time the round, seldom enough not to slow it
     )
     ready_unix = time.time()
+    visible_unix, visible = _first_visible(base + "/metrics", projects)
     quiet = oms.wait_quiet(timeout_seconds=_round_timeout(projects, interval_seconds))
     total, requests = oms.counters()
     body = fetch(base + "/metrics").body.decode()
@@ -71,14 +74,28 @@ def measure_first_round(
     sent = sum(requests.values())
     return FirstRound(
         figures={
-            "first_round_s": ready_unix - started_unix,
+            "first_round_s": visible_unix - started_unix,
+            "first_round_ready_s": ready_unix - started_unix,
             "first_round_alone_s": metric(body, "oms_exporter_last_poll_round_duration_seconds"),
             "first_round_requests": float(sent),
             "first_round_requests_per_project": sent / projects,
-            "first_round_projects_visible": float(count_samples(body, name="oms_project_up")),
+            "first_round_projects_visible": float(visible),
         },
         requests=requests,
     )
+
+
+def _first_visible(url: str, projects: int) -> tuple[float, int]:
+    """Scrape with gzip until every project is on /metrics (or 30 s passed): when the last
+    scrape ended, and how many projects it showed."""
+    deadline = time.monotonic() + 30
+    while True:
+        got = fetch(url, gzip=True)
+        ended_unix = time.time()
+        body = gzip.decompress(got.body) if got.encoding == "gzip" else got.body
+        visible = count_samples(body.decode(), name="oms_project_up")
+        if visible >= projects or time.monotonic() > deadline:
+            return ended_unix, visible
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ FIGURES = {
     "limit_cpu_ms_per_1000_requests",
     "limit_wall_ms_per_1000",
     "ours_first_round_s",
+    "ours_first_round_ready_s",
     "ours_first_round_alone_s",
     "ours_first_round_requests",
     "ours_first_round_requests_per_project",
