@@ -538,8 +538,9 @@ class ProjectCollector:
     def _render_all(
         self, lines: Callable[[_Project], bytes], kept: _Block, keys: list[Key | None]
     ) -> None:
-        """Render every project of a block: no runs to copy, no ends to move (a block of
-        new projects, or of last successes after a round, a third faster this way)."""
+        """Render every project of a block: no runs to copy, no ends to move. A block of
+        new projects, or of last successes after a round: rendering 10,000 new projects
+        took 1.15 s the other way, 0.58 s this way."""
         projects = self._projects
         chunks = [
             b"" if key is None or (project := projects.get(key)) is None else lines(project)
@@ -621,9 +622,10 @@ class ProjectCollector:
     async def prepared(self) -> None:
         """Return once no prepare is under way: at once, between rounds.
 
-        A gzip scrape that came while a round was being prepared would render on the
-        loop what prepare had not reached yet, then deflate it all itself: at 10,000 new
-        projects 1.2 s, against the 0.7 s prepare takes, rendering and deflating at once.
+        A gzip scrape that came while a round was being prepared rendered on the loop
+        what prepare had not reached yet, then deflated it all itself: after a first round
+        of 10,000 projects with 10 steps, 1.0-1.4 s; prepare, deflating one batch while
+        it renders the next, takes about 0.75 s.
         """
         if self._preparing is not None:
             await asyncio.shield(self._preparing)
