@@ -108,6 +108,8 @@ class ReplayOms:
     # Answer ListProjects page N only once page N + 1 was asked (or after 10 s, noted in
     # pages_held_too_long): the next page is asked for while one is read.
     page_waits_for_next: int = 0
+    # ... once page N + this many was asked: that many pages are asked ahead.
+    pages_ahead_awaited: int = 1
     _next_page_asked: asyncio.Event = field(default_factory=asyncio.Event, init=False, repr=False)
     seen: list[Seen] = field(default_factory=list)
 
@@ -166,7 +168,7 @@ class ReplayOms:
             self.page_waits_for_next
             and action == "ListProjects"
             and body is not None
-            and body.get("pageNumber") == self.page_waits_for_next + 1
+            and body.get("pageNumber") == self.page_waits_for_next + self.pages_ahead_awaited
         ):
             self._next_page_asked.set()
 

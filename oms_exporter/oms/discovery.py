@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
@@ -27,6 +28,8 @@ PAGE_SIZES: Final = (150, 75, 25, 5, 1)
 MAX_SKIPPED: Final = 10
 # A stable order: a project created during a scan lands on the last page, shifting none.
 SORT: Final = {"sortField": "gmtCreate", "order": "asc"}
+# Pages asked for ahead of the one being read, once a page came back full (see list_projects).
+PAGES_AHEAD: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,10 +85,14 @@ async def list_projects(
     ``on_page`` is given each page's new (wanted) projects as it arrives, so that polling
     them need not wait for the last page.
 
-    Once a page came back full, the page after the next is asked for before the next is
-    read: OMS builds one page while this process parses the other (at 10,000 projects a
-    page takes OMS about as long as it takes to parse). That costs one request more at the
-    end of a listing, never more than one page ahead.
+    Once a page came back full, the PAGES_AHEAD pages after the next are asked for
+    before the next is read: OMS builds them while this process waits for and parses the
+    other (at 10,000 projects a page takes OMS about as long as it takes to parse).
+    Against an OMS answering a page in 60 ms, one page ahead listed 10,000 projects in
+    3.2 s, two in 2.3 s; against one answering in about 15 ms, both took the same. That
+    costs at most PAGES_AHEAD requests more at the end of a listing, and at most
+    PAGES_AHEAD + 1 pages asked at once: OMS is shared, and each page is a query of 150
+    projects with their mappings.
     """
     paging = paging if paging is not None else Paging()
     base: dict[str, Any] = {"type": settings.types[0]} if len(settings.types) == 1 else {}
@@ -95,7 +102,7 @@ async def list_projects(
     largest = 0  # bytes of the largest page read
     skipped = 0  # projects too large to list even one per page
     probing_sort = False  # asking again without the sort fields, after a PARAM_ERROR
-    ahead: _Ahead | None = None  # the next page, asked for while this one is read
+    ahead: deque[_Ahead] = deque()  # the next pages, asked for while this one is read
     full = False  # the last page read was full at the current size
     try:
         while offset < MAX_RECORDS:
@@ -104,18 +111,18 @@ async def list_projects(
             page.update(pageNumber=offset // size + 1, pageSize=size)
             key = (offset, size, paging.sort)
             try:
-                if ahead is not None and ahead.key == key:
-                    asked, ahead = ahead.task, None
+                if ahead and ahead[0].key == key:
+                    asked = ahead.popleft().task
                 else:
-                    if ahead is not None:  # asked before the page size or sort changed
-                        ahead.task.cancel()
-                        ahead = None
+                    _cancel(ahead)  # asked before the page size or sort changed
                     asked = _ask(transport, page, limit)
-                if full and ahead is None and offset + size < MAX_RECORDS:
-                    following = {**page, "pageNumber": page["pageNumber"] + 1}
-                    ahead = _Ahead(
-                        (offset + size, size, paging.sort), _ask(transport, following, limit)
+                following = ahead[-1].key[0] + size if ahead else offset + size
+                while full and len(ahead) < PAGES_AHEAD and following < MAX_RECORDS:
+                    asking = {**page, "pageNumber": following // size + 1}
+                    ahead.append(
+                        _Ahead((following, size, paging.sort), _ask(transport, asking, limit))
                     )
+                    following += size
                 full = False
                 body = await asked
                 projects, items = v4.parse_page(body)  # business errors come as HTTP 200
@@ -154,8 +161,7 @@ async def list_projects(
             if not new:  # a full page of projects already seen: pageNumber is ignored
                 break
     finally:
-        if ahead is not None:  # not needed after all: the listing ended or failed
-            ahead.task.cancel()
+        _cancel(ahead)  # not needed after all: the listing ended or failed
     if skipped:
         log.warning(
             "%d project(s) listed by ListProjects are each larger than %d bytes: not discovered",
@@ -174,6 +180,11 @@ class _Ahead:
 
     key: tuple[int, int, bool]
     task: asyncio.Task[bytes]
+
+
+def _cancel(ahead: deque[_Ahead]) -> None:
+    while ahead:
+        ahead.popleft().task.cancel()
 
 
 def _ask(transport: Transport, page: dict[str, Any], limit: int) -> asyncio.Task[bytes]:
