@@ -302,6 +302,42 @@ async def test_nesting_within_the_bound_is_read(replay: ReplayOms, client_for: M
     assert len(found) == 5
 
 
+@pytest.mark.parametrize("depth", [500, 1_000])
+async def test_nesting_orjson_reads_is_not_scanned(
+    replay: ReplayOms, client_for: MakeClient, depth: int
+):
+    """Valid JSON orjson can read (up to its 1,024 levels) is read without the depth scan,
+    which cost half the parse of every ListProjects page; nothing walks the parsed value."""
+    steps = documented_steps()
+    steps[3]["stepInfo"] = DEEP_MARK
+    replay.steps["p1"] = Reply(with_deep(steps_answer(steps), depth))
+    replay.v4["p1"] = Reply.fixture("v4_progress.json")
+    client = client_for()
+    await client.fetch_progress("p1")
+    found = await client.fetch_steps("p1")
+    assert found is not None
+    assert len(found) == 5
+
+
+async def test_nesting_beyond_the_bound_is_refused_where_json_reads(
+    replay: ReplayOms, client_for: MakeClient
+):
+    """What orjson refuses (here a NaN) json reads, whose recursion fails near 1,000
+    levels: there the 64-level bound still holds."""
+    steps = documented_steps()
+    steps[3]["stepInfo"] = DEEP_MARK
+    steps[2]["progress"] = "__nan__"
+    body = with_deep(steps_answer(steps), 200).replace(b'"__nan__"', b"NaN")
+    replay.steps["p1"] = Reply(body)
+    replay.v4["p1"] = Reply.fixture("v4_progress.json")
+    client = client_for()
+    await client.fetch_progress("p1")
+    with pytest.raises(OmsError) as caught:
+        await client.fetch_steps("p1")
+    assert caught.value.reason is Reason.DECODE
+    assert "deeper than 64" in str(caught.value)
+
+
 async def test_deeply_nested_error_body_is_still_an_http_error(
     replay: ReplayOms, client_for: MakeClient
 ):
