@@ -9,6 +9,10 @@ exporter's own metrics). At 10,000 projects with 10 steps level-1 zlib of the wh
 body took 230 ms of a 2-core machine, most of a gzip scrape. Joined segments compress
 about 9 % worse than one stream, as no segment sees the text before it.
 
+Deflate, inflate and CRC-32 are ISA-L's (python-isal): the same format and, at level 1,
+the same size as zlib's, in about 0.4 of zlib's time to deflate, 0.6 to inflate and 0.15
+for the CRC (the 44 MB body in 1,600 blocks: 24 against 58 ms, 19 against 31 ms).
+
 A block that stays the same through a scrape once it has its segment keeps only the
 segment (about 1/20 of its text): the exposition of 10,000 projects then takes a few MB
 instead of 44. A plain scrape inflates such blocks as it sends them and lets the texts go
@@ -16,20 +20,21 @@ again: inflating all 44 MB takes about 25 ms, and keeping them for plain readers
 40 MB of RSS whenever one came.
 
 One member, not one per segment: a client that reads only the first member of a
-multi-member body would get a truncated exposition without an error. The CRCs of kept
-blocks are combined (zlib's method, in Python) per run of blocks that changed.
+multi-member body would get a truncated exposition without an error. The body's CRC is
+its segments' CRCs combined (crc32_combine).
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-# Level 1: at 10,000 projects level 6 costs 4x the time for 10% less.
+from isal import isal_zlib
+
+# Level 1: at 10,000 projects zlib's level 6 cost 4x the time for 10% less.
 LEVEL: Final = 1
 # gzip header: magic, deflate, no flags, no modification time, no extra flags, OS unknown.
 HEADER: Final = b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff"
@@ -70,13 +75,13 @@ Unit = bytes | KeptText
 
 def deflate(text: bytes) -> Deflated:
     """One raw deflate segment that can be joined to others: sync-flushed, not final."""
-    compressor = zlib.compressobj(LEVEL, zlib.DEFLATED, -15)
-    data = compressor.compress(text) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    return Deflated(data, zlib.crc32(text), len(text))
+    compressor = isal_zlib.compressobj(LEVEL, isal_zlib.DEFLATED, -15)
+    data = compressor.compress(text) + compressor.flush(isal_zlib.Z_SYNC_FLUSH)
+    return Deflated(data, isal_zlib.crc32(text), len(text))
 
 
 def inflate(segment: Deflated) -> bytes:
-    return zlib.decompressobj(-15).decompress(segment.data)
+    return isal_zlib.decompressobj(-15).decompress(segment.data)
 
 
 def _deflate_all(texts: list[bytes]) -> list[Deflated]:
@@ -90,80 +95,6 @@ def _text(unit: Unit) -> bytes:
     return unit.text
 
 
-# --- CRC-32 combination (zlib's crc32_combine): crc(a + b) from crc(a), crc(b), len(b) ----
-_POLY: Final = 0xEDB88320
-
-
-def _multiply(a: int, b: int) -> int:
-    """a * b modulo the CRC polynomial, bit-reflected as zlib's multmodp."""
-    m = 1 << 31
-    product = 0
-    while True:
-        if a & m:
-            product ^= b
-            if (a & (m - 1)) == 0:
-                return product
-        m >>= 1
-        b = (b >> 1) ^ _POLY if b & 1 else b >> 1
-
-
-_X2N: Final = [1 << 30]  # x^(2^n) modulo the polynomial, n = 0..31
-for _ in range(31):
-    _X2N.append(_multiply(_X2N[-1], _X2N[-1]))
-_SHIFTS: dict[int, int] = {}  # x^(8 * length) per length seen: blocks keep their lengths
-
-
-def _shift(length: int) -> int:
-    operator = _SHIFTS.get(length)
-    if operator is None:
-        operator, n, k = 1 << 31, length, 3
-        while n:
-            if n & 1:
-                operator = _multiply(_X2N[k & 31], operator)
-            n >>= 1
-            k += 1
-        if len(_SHIFTS) > 65_536:
-            _SHIFTS.clear()
-        _SHIFTS[length] = operator
-    return operator
-
-
-def crc32_combine(crc1: int, crc2: int, length2: int) -> int:
-    return _multiply(_shift(length2), crc1) ^ crc2 if length2 else crc1
-
-
-class RunCrcs:
-    """The CRC of each run of kept blocks, kept while every segment of the run is the same.
-
-    Combining 1,600 block CRCs in Python took 20 ms a scrape; between poll rounds no run
-    changes, so a gzip scrape combines only a few dozen values.
-    """
-
-    def __init__(self) -> None:
-        self._runs: dict[int, tuple[tuple[Deflated, ...], int, int]] = {}
-
-    def crc(self, segments: tuple[Deflated, ...]) -> tuple[int, int]:
-        key = id(segments[0])
-        known = self._runs.get(key)
-        if (
-            known is not None
-            and len(known[0]) == len(segments)
-            and all(a is b for a, b in zip(known[0], segments, strict=True))
-        ):
-            return known[1], known[2]
-        crc = size = 0
-        for segment in segments:
-            crc = crc32_combine(crc, segment.crc, segment.size)
-            size += segment.size
-        self._runs[key] = (segments, crc, size)
-        return crc, size
-
-    def keep_only(self, segments: list[tuple[Deflated, ...]]) -> None:
-        """Forget the runs of earlier scrapes: their segments would stay in memory."""
-        kept = {id(run[0]) for run in segments}
-        self._runs = {key: value for key, value in self._runs.items() if key in kept}
-
-
 @dataclass(frozen=True, slots=True)
 class Body:
     """A body's length, known before it is sent (Content-Length), and its pieces."""
@@ -172,12 +103,10 @@ class Body:
     pieces: Iterator[bytes]
 
 
-async def gzip_pieces(
-    units: list[Unit], runs: RunCrcs, *, piece_bytes: int = SEGMENT_BYTES
-) -> Body:
+async def gzip_pieces(units: list[Unit], *, piece_bytes: int = SEGMENT_BYTES) -> Body:
     """The gzip body of ``units`` (in order), in pieces of about ``piece_bytes``.
 
-    What no block holds deflated is deflated in two worker threads (zlib releases the GIL);
+    What no block holds deflated is deflated in two worker threads (ISA-L releases the GIL);
     the event loop only combines CRCs and joins the segments.
     """
     segments: list[Deflated | None] = [
@@ -188,7 +117,7 @@ async def gzip_pieces(
         segments[i] = segment
     done = [segment for segment in segments if segment is not None]
     assert len(done) == len(units), "every unit is deflated before the body is joined"
-    crc, size = _body_crc(units, done, runs)
+    crc, size = _body_crc(done)
     length = len(HEADER) + sum(len(segment.data) for segment in done) + len(FINAL_BLOCK) + 8
     return Body(length, _join(done, crc, size, piece_bytes))
 
@@ -205,7 +134,7 @@ async def deflate_kept(caches: list[Cache]) -> None:
 
 async def _deflate(units: list[Unit], indexes: list[int]) -> list[Deflated]:
     """The segments of ``units[i]`` for each i of ``indexes``, made in two worker threads
-    (zlib releases the GIL); each kept block still holding that text keeps its segment."""
+    (ISA-L releases the GIL); each kept block still holding that text keeps its segment."""
     first, second = _halves(indexes, units)
     deflated_first, deflated_second = await asyncio.gather(
         asyncio.to_thread(_deflate_all, [_text(units[i]) for i in first]),
@@ -219,27 +148,12 @@ async def _deflate(units: list[Unit], indexes: list[int]) -> list[Deflated]:
     return segments
 
 
-def _body_crc(units: list[Unit], segments: list[Deflated], runs: RunCrcs) -> tuple[int, int]:
+def _body_crc(segments: list[Deflated]) -> tuple[int, int]:
+    """The CRC-32 and length of the segments' texts joined: 1,600 blocks in under 1 ms."""
     crc = size = 0
-    run: list[Deflated] = []
-    seen: list[tuple[Deflated, ...]] = []
-
-    def end_run() -> None:
-        nonlocal crc, size
-        if run:
-            seen.append(tuple(run))
-            run_crc, run_size = runs.crc(seen[-1])
-            crc, size = crc32_combine(crc, run_crc, run_size), size + run_size
-            run.clear()
-
-    for unit, segment in zip(units, segments, strict=True):
-        if isinstance(unit, KeptText):
-            run.append(segment)
-            continue
-        end_run()
-        crc, size = crc32_combine(crc, segment.crc, segment.size), size + segment.size
-    end_run()
-    runs.keep_only(seen)
+    for segment in segments:
+        crc = isal_zlib.crc32_combine(crc, segment.crc, segment.size)
+        size += segment.size
     return crc, size
 
 
@@ -299,8 +213,8 @@ def plain_text(units: list[Unit]) -> bytes:
     """The text of a run of units; the texts of settled blocks are not kept.
 
     Each run of settled blocks is inflated in one call: their segments joined are one
-    deflate stream whose text is theirs joined. About 0.1 ms per 128 KB piece: all 44 MB
-    of 10,000 projects take about 25 ms.
+    deflate stream whose text is theirs joined. All 44 MB of 10,000 projects take about
+    19 ms (zlib: 31).
     """
     texts: list[bytes] = []
     segments: list[bytes] = []
@@ -319,7 +233,7 @@ def plain_text(units: list[Unit]) -> bytes:
 
 
 def _inflate_joined(segments: list[bytes]) -> bytes:
-    return zlib.decompressobj(-15).decompress(b"".join(segments))
+    return isal_zlib.decompressobj(-15).decompress(b"".join(segments))
 
 
 def units_of(parts: list[bytes | list[bytes] | KeptText]) -> list[Unit]:

@@ -16,7 +16,6 @@ from typing import Final
 
 from oms_exporter.collector import Part
 from oms_exporter.gzipbody import (
-    RunCrcs,
     gzip_pieces,
     plain_groups,
     plain_size,
@@ -50,7 +49,6 @@ class Render:
         parts: list[Part],
         *,
         gzip: bool,
-        runs: RunCrcs,
         window_seconds: float,
         monotonic: Callable[[], float],
     ) -> None:
@@ -58,7 +56,6 @@ class Render:
         self._until = monotonic() + window_seconds
         # The kept blocks as they are at this scrape, the rest joined into segments.
         units = units_of(parts)
-        self._runs = runs
         # Plain pieces come straight from the blocks, settled ones inflated on the loop (in
         # worker threads, waiting for the GIL made a scrape at 10,000 projects take 100 ms
         # instead of 55); gzip ones once what no block holds deflated is deflated, in
@@ -158,7 +155,7 @@ class Render:
 
     async def _deflate(self) -> None:
         try:
-            body = await gzip_pieces(self._units, self._runs)
+            body = await gzip_pieces(self._units)
             self._source, self._size = body.pieces, body.size
         except Exception as error:
             self._failed = error
@@ -192,7 +189,6 @@ class SharedRenders:
         self._open: dict[tuple[bool, bool], Render] = {}  # the newest of each kind
         self._live: set[Render] = set()  # every render some scrape is still sending
         self.renders = 0  # renders made so far, to show that scrapes share them
-        self._runs = RunCrcs()  # the CRCs of kept blocks, for gzip
 
     @property
     def in_flight(self) -> int:
@@ -214,7 +210,6 @@ class SharedRenders:
             render = Render(
                 parts,
                 gzip=gzip,
-                runs=self._runs,
                 window_seconds=self._window,
                 monotonic=self._monotonic,
             )

@@ -28,7 +28,7 @@ from oms_exporter.families import (
     Family,
     header,
 )
-from oms_exporter.gzipbody import KeptText, RunCrcs, gzip_pieces, units_of
+from oms_exporter.gzipbody import KeptText, gzip_pieces, units_of
 from oms_exporter.metricfilter import MetricFilter
 from oms_exporter.model import (
     Api,
@@ -481,7 +481,6 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
     ids = [f"np_{index:04d}" for index in range(10 * BLOCK_PROJECTS + 7)]
     store.set_projects("oms-a:8089", ids)
     kept = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
-    runs = RunCrcs()
     for project_id in ids:  # every block full and kept before anything changes
         store.record_success("oms-a:8089", project_id, progress(project_id), now=NOW)
     kept.render()
@@ -512,13 +511,13 @@ def test_kept_blocks_say_what_a_fresh_render_says_after_any_changes(clock: Clock
             expected = family_samples(fresh.render().decode())
             assert family_samples(kept.render().decode()) == expected
             # gzip: unchanged blocks are then kept as their segments alone, and inflated
-            assert family_samples(gzipped(kept, runs)) == expected
+            assert family_samples(gzipped(kept)) == expected
 
 
-def gzipped(collector: ProjectCollector, runs: RunCrcs) -> str:
+def gzipped(collector: ProjectCollector) -> str:
     """A gzip scrape's body, as the web layer makes it, inflated."""
     units = units_of(collector.render_parts())
-    body = b"".join(asyncio.run(gzip_pieces(units, runs)).pieces)
+    body = b"".join(asyncio.run(gzip_pieces(units)).pieces)
     return zlib.decompress(body, 31).decode()
 
 
@@ -553,20 +552,19 @@ def test_unchanged_blocks_keep_only_their_segments_whoever_scrapes(
     a plain scrape inflates it to send and does not keep the text (that cost 40 MB of
     RSS at 10,000 projects whenever a plain reader came)."""
     store.record_success("oms-a:8089", "np_1", progress(steps=TEN_STEPS), now=NOW)
-    runs = RunCrcs()
 
     def texts() -> list[bytes | None]:
         return [part.text for part in collector.render_parts() if isinstance(part, KeptText)]
 
-    expected = gzipped(collector, runs)  # every block deflated
+    expected = gzipped(collector)  # every block deflated
     assert collector.take_settled_bytes() == 0
     plain = collector.render().decode()  # the blocks settle
     assert collector.take_settled_bytes() > 1000
-    assert plain == gzipped(collector, runs) == expected
+    assert plain == gzipped(collector) == expected
     assert set(texts()) == {None}  # the plain scrape gave no text back
     clock.now += 30
-    assert gzipped(collector, runs) == expected.replace("} 42.000", "} 72.000")  # the lag only
-    assert collector.render().decode() == gzipped(collector, runs)
+    assert gzipped(collector) == expected.replace("} 42.000", "} 72.000")  # the lag only
+    assert collector.render().decode() == gzipped(collector)
 
 
 def polled_collector(clock: Clock, blocks: int) -> tuple[Store, list[str], ProjectCollector]:
@@ -592,7 +590,7 @@ def test_a_round_is_rendered_and_deflated_before_the_scrape_comes(clock: Clock):
     assert len(kept) >= 3 * 10  # three blocks of each family with lines here
     assert all(part.deflated is not None for part in kept)
     fresh = ProjectCollector(store, stale_after_seconds=90, poll_interval_seconds=30, clock=clock)
-    assert gzipped(collector, RunCrcs()) == fresh.render().decode()
+    assert gzipped(collector) == fresh.render().decode()
 
 
 @pytest.mark.parametrize("batch_bytes", [collector_module.PREPARE_BATCH_BYTES, 1])
@@ -629,7 +627,7 @@ async def test_changes_while_a_round_is_prepared_are_all_in_the_next_scrape(
         )
         expected = family_samples(fresh.render().decode())
         assert family_samples(collector.render().decode()) == expected
-        body = b"".join((await gzip_pieces(units_of(collector.render_parts()), RunCrcs())).pieces)
+        body = b"".join((await gzip_pieces(units_of(collector.render_parts()))).pieces)
         assert family_samples(zlib.decompress(body, 31).decode()) == expected
 
 
