@@ -58,5 +58,5 @@ async def test_a_piece_that_cannot_be_made_fails_every_reader_not_only_the_first
     broken = Deflated(b"\xff\xff not deflate", 0, 100)
     shared = render([lines(0, 8000), Block(None, broken).kept()], gzip=False)
     for _reader in range(2):
-        with pytest.raises(Exception, match="(?i)invalid"):
+        with pytest.raises(Exception, match=r"(?i)invalid"):
             await read_all(shared)
