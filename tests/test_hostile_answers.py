@@ -275,39 +275,34 @@ async def test_list_projects_total_count_of_401_digits_is_unknown(
 # --- nesting -------------------------------------------------------------------------------
 
 
-async def test_deeply_nested_steps_answer_is_a_decode_error(
-    replay: ReplayOms, client_for: MakeClient
-):
-    steps = documented_steps()
-    steps[2]["stepInfo"] = DEEP_MARK
-    replay.steps["p1"] = Reply(with_deep(steps_answer(steps), 100_000))
+async def steps_error(replay: ReplayOms, client_for: MakeClient, body: bytes) -> OmsError:
+    """The error asking for p1's steps gives when OMS answers ``body``."""
+    replay.steps["p1"] = Reply(body)
     replay.v4["p1"] = Reply.fixture("v4_progress.json")
     client = client_for()
     await client.fetch_progress("p1")
     with pytest.raises(OmsError) as caught:
         await client.fetch_steps("p1")
-    assert caught.value.reason is Reason.DECODE
-    assert "deeper than 64" in str(caught.value)
+    return caught.value
 
 
-async def test_nesting_within_the_bound_is_read(replay: ReplayOms, client_for: MakeClient):
+async def test_deeply_nested_steps_answer_is_a_decode_error(
+    replay: ReplayOms, client_for: MakeClient
+):
     steps = documented_steps()
-    steps[3]["stepInfo"] = DEEP_MARK
-    replay.steps["p1"] = Reply(with_deep(steps_answer(steps), 60))
-    replay.v4["p1"] = Reply.fixture("v4_progress.json")
-    client = client_for()
-    await client.fetch_progress("p1")
-    found = await client.fetch_steps("p1")
-    assert found is not None
-    assert len(found) == 5
+    steps[2]["stepInfo"] = DEEP_MARK
+    error = await steps_error(replay, client_for, with_deep(steps_answer(steps), 100_000))
+    assert error.reason is Reason.DECODE
+    assert "deeper than 64" in str(error)
 
 
-@pytest.mark.parametrize("depth", [500, 1_000])
-async def test_nesting_orjson_reads_is_not_scanned(
+@pytest.mark.parametrize("depth", [60, 500, 1_000])
+async def test_nesting_within_the_bound_is_read(
     replay: ReplayOms, client_for: MakeClient, depth: int
 ):
-    """Valid JSON orjson can read (up to its 1,024 levels) is read without the depth scan,
-    which cost half the parse of every ListProjects page; nothing walks the parsed value."""
+    """Within 64 levels, and valid JSON orjson can read (up to its 1,024 levels) without
+    the depth scan, which cost half the parse of every ListProjects page; nothing walks
+    the parsed value."""
     steps = documented_steps()
     steps[3]["stepInfo"] = DEEP_MARK
     replay.steps["p1"] = Reply(with_deep(steps_answer(steps), depth))
@@ -328,14 +323,9 @@ async def test_nesting_beyond_the_bound_is_refused_where_json_reads(
     steps[3]["stepInfo"] = DEEP_MARK
     steps[2]["progress"] = "__nan__"
     body = with_deep(steps_answer(steps), 200).replace(b'"__nan__"', b"NaN")
-    replay.steps["p1"] = Reply(body)
-    replay.v4["p1"] = Reply.fixture("v4_progress.json")
-    client = client_for()
-    await client.fetch_progress("p1")
-    with pytest.raises(OmsError) as caught:
-        await client.fetch_steps("p1")
-    assert caught.value.reason is Reason.DECODE
-    assert "deeper than 64" in str(caught.value)
+    error = await steps_error(replay, client_for, body)
+    assert error.reason is Reason.DECODE
+    assert "deeper than 64" in str(error)
 
 
 async def test_deeply_nested_error_body_is_still_an_http_error(
